@@ -1,0 +1,1 @@
+"""The agent core shared by generation, evaluation and serving: format, loop, policies."""

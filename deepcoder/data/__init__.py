@@ -1,0 +1,1 @@
+"""Problem sets and (later) the trajectory-to-dataset pipeline."""

@@ -1,0 +1,1 @@
+"""Teachers: policies that solve tasks (reference solutions now; API models later)."""

@@ -1,0 +1,454 @@
+"""Sandboxed Python for untrusted code: the model's tool calls and benchmark checks.
+
+Each run gets a fresh bubblewrap sandbox: new user, pid, network, ipc, uts and cgroup
+namespaces (so no network at all, loopback included, and no view of host processes), a
+read-only ``/usr`` holding the interpreter and nothing else of the host (no project, no /tmp,
+no home), a size-limited tmpfs work dir, a cleared environment and, when we are root, an
+unprivileged uid of its own. Inside, rlimits bound memory, processes, CPU time, file size and
+open files; outside, a wall-clock deadline kills the whole sandbox. When the sandbox's first
+process exits, the kernel kills everything else in its pid namespace, so nothing outlives a call.
+
+Starting bubblewrap plus an interpreter costs more than the code usually needs, so a small pool
+of sandboxes is started ahead of time; a warm sandbox waits for its one payload and is never
+reused. See docs/sandbox.md for the threat model and measured overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import PurePosixPath
+from typing import Mapping
+
+from deepcoder.config import SandboxConfig
+
+logger = logging.getLogger(__name__)
+
+TRUNCATION_MARKER = "\n[... {n} bytes truncated ...]\n"
+_MAX_FILES_BYTES = 16 * 1024 * 1024
+_MAX_STDIN_BYTES = 16 * 1024 * 1024
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself cannot run (not the user's code failing)."""
+
+
+class SandboxUnavailable(SandboxError):
+    """No OS sandbox on this machine and the unsandboxed mode is not allowed."""
+
+
+class SandboxInputError(ValueError):
+    """The code, stdin or files given to the sandbox are unusable (empty, too large, bad names)."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one run produced. ``exit_code`` is negative when the process was killed by a signal."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+    timed_out: bool
+    duration_s: float
+    truncated: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _bootstrap_source() -> str:
+    return resources.files("deepcoder.tools").joinpath("sandbox_bootstrap.py").read_text(encoding="utf-8")
+
+
+class _CappedBuffer:
+    """Keeps the head and the tail of a stream (tracebacks live at the end) within a byte cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.tail_cap = cap // 4
+        self.head_cap = cap - self.tail_cap
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        self.tail += data
+        if len(self.tail) > self.tail_cap:
+            excess = len(self.tail) - self.tail_cap
+            self.dropped += excess
+            del self.tail[:excess]
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", errors="replace")
+        tail = self.tail.decode("utf-8", errors="replace")
+        if self.dropped:
+            return head + TRUNCATION_MARKER.format(n=self.dropped) + tail
+        return head + tail
+
+
+def _check_inputs(code: object, stdin: object, files: object, max_code_bytes: int) -> dict[str, str]:
+    """Validate inputs and return the files base64-encoded for the payload."""
+    if not isinstance(code, str):
+        raise SandboxInputError(f"code must be a string, got {type(code).__name__}")
+    if not code.strip():
+        raise SandboxInputError("code is empty")
+    size = len(code.encode("utf-8", errors="surrogatepass"))
+    if size > max_code_bytes:
+        raise SandboxInputError(f"code is {size} bytes, over the limit of {max_code_bytes}")
+    if stdin is not None and not isinstance(stdin, str):
+        raise SandboxInputError(f"stdin must be a string, got {type(stdin).__name__}")
+    if stdin is not None and len(stdin) > _MAX_STDIN_BYTES:
+        raise SandboxInputError(f"stdin is over the limit of {_MAX_STDIN_BYTES} bytes")
+    encoded: dict[str, str] = {}
+    total = 0
+    for name, content in (files or {}).items():
+        path = PurePosixPath(str(name))
+        if not str(name) or path.is_absolute() or ".." in path.parts or str(path) in {"main.py", ".stdin", "."}:
+            raise SandboxInputError(f"file name {name!r} must be a relative path inside the work dir "
+                                    "(not main.py, no '..')")
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if not isinstance(data, (bytes, bytearray)):
+            raise SandboxInputError(f"file {name!r} must be str or bytes, got {type(content).__name__}")
+        total += len(data)
+        encoded[str(path)] = base64.b64encode(data).decode("ascii")
+    if total > _MAX_FILES_BYTES:
+        raise SandboxInputError(f"files total {total} bytes, over the limit of {_MAX_FILES_BYTES}")
+    encoded["main.py"] = base64.b64encode(code.encode("utf-8", errors="surrogatepass")).decode("ascii")
+    return encoded
+
+
+class Sandbox:
+    """Runs Python code in a fresh OS sandbox per call, with warm sandboxes kept ready.
+
+    Thread-safe; share one per process (``get_sandbox``).
+    """
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.bwrap = shutil.which("bwrap")
+        self.python = self.config.python_executable
+        if not os.path.exists(self.python):
+            raise SandboxUnavailable(f"sandbox interpreter not found: {self.python} "
+                                     "(set sandbox.python_executable)")
+        self.isolated = self.bwrap is not None
+        if not self.isolated:
+            if not self.config.allow_unsandboxed:
+                raise SandboxUnavailable(
+                    "bubblewrap (bwrap) is not installed, so untrusted code cannot be isolated. "
+                    "Install it (Debian/Ubuntu: apt-get install -y bubblewrap) or, for trusted local use "
+                    "only, set sandbox.allow_unsandboxed: true"
+                )
+            logger.warning("SANDBOX DISABLED: bubblewrap is missing and sandbox.allow_unsandboxed is set; "
+                           "untrusted code runs with rlimits only and CAN reach the network, files and "
+                           "processes of this user. Never use this mode for model output you do not trust.")
+        self._root = os.geteuid() == 0
+        self._uids = itertools.count(random.randrange(self.config.uid_count))
+        self._bootstrap = _bootstrap_source()
+        self._lock = threading.Lock()
+        self._warm: list[subprocess.Popen[bytes]] = []
+        self._closed = False
+        self._prefix_mounts = self._interpreter_mounts()
+        atexit.register(self.close)
+
+    # ---------------------------------------------------------------- process start
+
+    def _interpreter_mounts(self) -> list[str]:
+        """Read-only binds that make the interpreter runnable: /usr, plus its prefix if elsewhere."""
+        mounts = ["--ro-bind", "/usr", "/usr"]
+        for name in ("lib", "lib64", "bin", "sbin"):
+            target = os.path.join("/", name)
+            if os.path.islink(target):
+                mounts += ["--symlink", os.readlink(target), target]
+            elif os.path.isdir(target):
+                mounts += ["--ro-bind", target, target]
+        real = os.path.realpath(self.python)
+        if not real.startswith("/usr/"):
+            prefix = os.path.dirname(os.path.dirname(real))
+            mounts += ["--ro-bind", prefix, prefix]
+        return mounts
+
+    def _next_uid(self) -> int | None:
+        if not self._root:
+            return None
+        return self.config.uid_base + next(self._uids) % self.config.uid_count
+
+    def _bwrap_argv(self) -> list[str]:
+        work_bytes = str(self.config.workdir_size_mb * 1024 * 1024)
+        return [
+            self.bwrap or "bwrap",
+            "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--hostname", "sandbox",
+            *self._prefix_mounts,
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", work_bytes, "--tmpfs", "/tmp",
+            "--size", work_bytes, "--tmpfs", "/dev/shm",
+            "--remount-ro", "/",
+            "--chdir", "/tmp",
+            "--clearenv",
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+            "--setenv", "HOME", "/tmp",
+            "--setenv", "LANG", "C.UTF-8",
+            "--setenv", "TMPDIR", "/tmp",
+            "--",
+        ]
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], str | None]:
+        """Start one sandbox that waits for its payload. Returns it and its temp dir (unsandboxed)."""
+        uid = self._next_uid()
+        interpreter = [self.python, "-I", "-c", self._bootstrap]
+        tmpdir = None
+        if self.isolated:
+            argv, cwd = self._bwrap_argv() + interpreter, "/"
+        else:
+            tmpdir = tempfile.mkdtemp(prefix="deepcoder-sbx-")
+            if uid is not None:
+                os.chown(tmpdir, uid, uid)
+            argv, cwd = interpreter, tmpdir
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": tmpdir or "/tmp"}
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=cwd, env=env, close_fds=True, start_new_session=True,
+            user=uid, group=uid, extra_groups=[] if uid is not None else None,
+        )
+        proc._deepcoder_tmpdir = tmpdir  # type: ignore[attr-defined]
+        return proc, tmpdir
+
+    def _take(self) -> subprocess.Popen[bytes]:
+        """A ready sandbox: a live warm one if any, else a new one; then top up the pool."""
+        with self._lock:
+            if self._closed:
+                raise SandboxError("sandbox is closed")
+            proc = None
+            while self._warm:
+                candidate = self._warm.pop(0)
+                if candidate.poll() is None:
+                    proc = candidate
+                    break
+                self._reap(candidate)
+            if proc is None:
+                proc, _ = self._spawn()
+            while len(self._warm) < self.config.pool_size:
+                self._warm.append(self._spawn()[0])
+        return proc
+
+    def warm_up(self) -> None:
+        """Fill the pool now rather than at the first call."""
+        with self._lock:
+            while len(self._warm) < self.config.pool_size:
+                self._warm.append(self._spawn()[0])
+
+    # ---------------------------------------------------------------- running
+
+    def _limits(self, timeout_s: float, memory_mb: int) -> dict[str, int]:
+        cfg = self.config
+        # As root every sandbox runs as a uid of its own, so RLIMIT_NPROC counts only its processes
+        # (+3: bwrap's monitor and reaper, and the interpreter). Otherwise it would count every
+        # process of the calling user, so it is left unset and the pid namespace contains the rest.
+        processes = cfg.max_processes + 3 if self._root else 0
+        return {
+            "cpu_s": int(math.ceil(timeout_s)) + 1,
+            "file_bytes": cfg.max_file_size_mb * 1024 * 1024,
+            "open_files": 256,
+            "memory_bytes": memory_mb * 1024 * 1024,
+            "processes": processes,
+        }
+
+    def run(
+        self,
+        code: str,
+        *,
+        stdin: str | None = None,
+        timeout_s: float | None = None,
+        memory_mb: int | None = None,
+        files: Mapping[str, str | bytes] | None = None,
+    ) -> ExecResult:
+        """Run ``code`` as ``main.py`` in a fresh sandbox and return what it printed."""
+        encoded = _check_inputs(code, stdin, files, self.config.max_code_bytes)
+        timeout_s = float(timeout_s if timeout_s is not None else self.config.timeout_s)
+        memory_mb = int(memory_mb if memory_mb is not None else self.config.memory_mb)
+        if not 0 < timeout_s <= 3600:
+            raise SandboxInputError(f"timeout_s must be in (0, 3600], got {timeout_s}")
+        if memory_mb < 32:
+            raise SandboxInputError(f"memory_mb must be at least 32, got {memory_mb}")
+        payload = json.dumps({"files": encoded, "stdin": stdin or "",
+                              "limits": self._limits(timeout_s, memory_mb)}).encode("utf-8")
+        for attempt in range(3):
+            proc = self._take()
+            start = time.perf_counter()
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(len(payload).to_bytes(8, "big") + payload)
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                self._kill(proc)
+                why = proc.stderr.read(2000).decode("utf-8", errors="replace").strip() if proc.stderr else ""
+                self._reap(proc)
+                if attempt == 2:
+                    raise SandboxError(f"the sandbox died before it took the code: {why or 'no message'}") from None
+                continue
+            return self._collect(proc, start, timeout_s)
+        raise AssertionError("unreachable")
+
+    def _collect(self, proc: subprocess.Popen[bytes], start: float, timeout_s: float) -> ExecResult:
+        """Read both pipes under a cap until exit or the deadline, then make sure all is dead."""
+        cap = self.config.max_output_bytes
+        buffers = {"stdout": _CappedBuffer(cap), "stderr": _CappedBuffer(cap)}
+        deadline = start + timeout_s
+        timed_out = False
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ, "stdout")  # type: ignore[arg-type]
+            sel.register(proc.stderr, selectors.EVENT_READ, "stderr")  # type: ignore[arg-type]
+            while sel.get_map():
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                for key, _ in sel.select(timeout=min(remaining, 0.5)):
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        buffers[key.data].feed(chunk)
+                    else:
+                        sel.unregister(key.fileobj)
+        if timed_out:
+            self._kill(proc)
+        try:
+            exit_code = proc.wait(timeout=max(0.0, deadline - time.perf_counter()) + 1.0)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self._kill(proc)
+            exit_code = proc.wait()
+        duration = time.perf_counter() - start
+        self._reap(proc)
+        stderr = buffers["stderr"].text()
+        if timed_out:
+            stderr += f"\n[timed out after {timeout_s:g}s; the sandbox was killed]"
+        return ExecResult(
+            stdout=buffers["stdout"].text(),
+            stderr=stderr,
+            exit_code=exit_code,
+            timed_out=timed_out,
+            duration_s=duration,
+            truncated=any(b.dropped for b in buffers.values()),
+        )
+
+    async def arun(self, code: str, **kwargs) -> ExecResult:
+        """Async variant of ``run``: the blocking wait happens in a worker thread."""
+        return await asyncio.to_thread(self.run, code, **kwargs)
+
+    # ---------------------------------------------------------------- cleanup
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """Kill the sandbox. bwrap's --die-with-parent then takes its pid namespace down."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+        if proc.poll() is None:
+            self._kill(proc)
+        proc.wait()
+        tmpdir = getattr(proc, "_deepcoder_tmpdir", None)
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def close(self) -> None:
+        """Kill the warm sandboxes. Safe to call twice."""
+        with self._lock:
+            self._closed = True
+            warm, self._warm = self._warm, []
+        for proc in warm:
+            self._kill(proc)
+            self._reap(proc)
+
+
+_SANDBOXES: dict[str, Sandbox] = {}
+_SANDBOXES_LOCK = threading.Lock()
+
+
+def get_sandbox(config: SandboxConfig | None = None) -> Sandbox:
+    """The process-wide sandbox for this config (one warm pool per distinct config)."""
+    config = config or SandboxConfig()
+    key = config.model_dump_json()
+    with _SANDBOXES_LOCK:
+        sandbox = _SANDBOXES.get(key)
+        if sandbox is None or sandbox._closed:
+            sandbox = _SANDBOXES[key] = Sandbox(config)
+        return sandbox
+
+
+def run_python(
+    code: str,
+    *,
+    stdin: str | None = None,
+    timeout_s: float | None = None,
+    memory_mb: int | None = None,
+    files: Mapping[str, str | bytes] | None = None,
+    config: SandboxConfig | None = None,
+) -> ExecResult:
+    """Run untrusted ``code`` in a fresh sandbox. Limits default to ``config`` (SandboxConfig)."""
+    return get_sandbox(config).run(code, stdin=stdin, timeout_s=timeout_s, memory_mb=memory_mb, files=files)
+
+
+async def arun_python(
+    code: str,
+    *,
+    stdin: str | None = None,
+    timeout_s: float | None = None,
+    memory_mb: int | None = None,
+    files: Mapping[str, str | bytes] | None = None,
+    config: SandboxConfig | None = None,
+) -> ExecResult:
+    """Async ``run_python``."""
+    return await get_sandbox(config).arun(code, stdin=stdin, timeout_s=timeout_s, memory_mb=memory_mb,
+                                          files=files)
+
+
+def isolation_status() -> tuple[bool, str]:
+    """Whether bubblewrap can create a sandbox here, with a reason (for `deepcoder verify`)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False, "bubblewrap (bwrap) not found; apt-get install -y bubblewrap"
+    try:
+        sandbox = Sandbox(SandboxConfig(pool_size=0))
+        try:
+            result = sandbox.run("print('ok')", timeout_s=20)
+        finally:
+            sandbox.close()
+    except SandboxError as exc:
+        return False, str(exc)
+    if result.stdout.strip() != "ok":
+        return False, f"bwrap present but a sandboxed run failed: {result.stderr.strip()[-300:]}"
+    return True, f"{bwrap}: namespaces, tmpfs work dir, rlimits"

@@ -1,0 +1,74 @@
+"""Runs inside the sandbox, before the untrusted code (stdlib only, no deepcoder imports).
+
+It is started ahead of time so a warm sandbox is ready to take code. It reads one
+length-prefixed JSON payload from fd 0, writes the given files into the work dir, makes the
+given stdin the new fd 0, sets the resource limits, and runs ``main.py`` as ``__main__``.
+The limits are set here, after the interpreter has started, so that they bind only the user's
+code and every process it creates.
+"""
+
+import base64
+import json
+import os
+import resource
+import runpy
+import sys
+import traceback
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError("payload ended early")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _set_limits(limits):
+    soft_hard = lambda v: (v, v)  # noqa: E731
+    resource.setrlimit(resource.RLIMIT_CORE, soft_hard(0))
+    resource.setrlimit(resource.RLIMIT_CPU, soft_hard(limits["cpu_s"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, soft_hard(limits["file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, soft_hard(limits["open_files"]))
+    resource.setrlimit(resource.RLIMIT_AS, soft_hard(limits["memory_bytes"]))
+    if limits.get("processes"):
+        resource.setrlimit(resource.RLIMIT_NPROC, soft_hard(limits["processes"]))
+
+
+def main():
+    size = int.from_bytes(_read_exact(0, 8), "big")
+    payload = json.loads(_read_exact(0, size))
+    for name, data in payload["files"].items():
+        directory = os.path.dirname(name)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(name, "wb") as handle:
+            handle.write(base64.b64decode(data))
+    with open(".stdin", "wb") as handle:
+        handle.write(payload["stdin"].encode("utf-8"))
+    stdin_fd = os.open(".stdin", os.O_RDONLY)
+    os.unlink(".stdin")
+    os.dup2(stdin_fd, 0)
+    os.close(stdin_fd)
+    sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
+    _set_limits(payload["limits"])
+    del payload
+    sys.argv = ["main.py"]
+    sys.path.insert(0, os.getcwd())
+    try:
+        runpy.run_path("main.py", run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - report like the interpreter would
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != "main.py":
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
+        sys.stderr.flush()
+        os._exit(1)
+
+
+main()
