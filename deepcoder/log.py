@@ -12,6 +12,7 @@ import os
 import re
 from typing import Iterable
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 MASK = "**********"
@@ -69,7 +70,7 @@ def setup_logging(level: str | None = None, secrets: Iterable[str | None] = ()) 
     logging.setLogRecordFactory(_redacting_factory)
     root = logging.getLogger()
     if not any(getattr(h, "_deepcoder", False) for h in root.handlers):
-        handler = RichHandler(rich_tracebacks=False, show_path=False, markup=False)
+        handler = RichHandler(console=Console(stderr=True), rich_tracebacks=False, show_path=False, markup=False)
         handler._deepcoder = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)

@@ -474,13 +474,16 @@ def _fence_for(body: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def _has_structure(body: str) -> bool:
+    """Whether a line of ``body`` would read as a marker, a fence or a think block."""
+    return any(match_marker(line) or _fence_opener(line) or line.lstrip().lower().startswith(_THINK_OPEN)
+               for _, line in _lines(body))
+
+
 def _needs_wrapping(body: str) -> bool:
     if body != body.strip() or not body:
         return True
-    for _, line in _lines(body):
-        if match_marker(line) or _fence_opener(line) or line.lstrip().lower().startswith(_THINK_OPEN):
-            return True
-    return bool(_OUTPUT_FENCE.match(body))
+    return _has_structure(body) or bool(_OUTPUT_FENCE.match(body))
 
 
 def render_observation(observation: str) -> str:
@@ -508,7 +511,7 @@ def render_step(step: Step, *, with_observation: bool = True) -> str:
     """One step as canonical text (the assistant turn, plus its observation when asked)."""
     parts = []
     if step.thought is not None:
-        if any(match_marker(line) for _, line in _lines(step.thought)):
+        if _has_structure(step.thought) and _THINK_CLOSE not in step.thought.lower():
             parts.append(f"<think>\n{step.thought}\n</think>")  # a Thought: would split at those lines
         else:
             parts.append(f"Thought: {step.thought}")

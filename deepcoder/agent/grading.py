@@ -10,7 +10,7 @@ from deepcoder.config import SandboxConfig
 from deepcoder.tools.sandbox import SandboxInputError, run_python
 
 
-def test_program(task: Task, code: str) -> str:
+def checking_program(task: Task, code: str) -> str:
     """The program that passes only if ``code`` solves ``task``: setup, code, then the tests."""
     parts = [task.test_setup, code]
     if task.entry_point:  # HumanEval style: the test defines check(candidate)
@@ -36,7 +36,7 @@ def grade(task: Task, answer: str | None, *, sandbox: SandboxConfig | None = Non
         if not task.tests:
             return False
         try:
-            result = run_python(test_program(task, extract_code(answer)), config=sandbox)
+            result = run_python(checking_program(task, extract_code(answer)), config=sandbox)
         except SandboxInputError:
             return False
         return result.ok

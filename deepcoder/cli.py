@@ -1,0 +1,211 @@
+"""`deepcoder <command>`: parse arguments, load the config, call the stage.
+
+Every command takes ``--profile`` and ``--config``; errors a user can fix (bad config, missing
+file, no sandbox) print one clear line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+from dotenv import load_dotenv
+from rich.console import Console
+from rich.table import Table
+
+from deepcoder import __version__
+from deepcoder.config import PROFILES, Config, ConfigError, config_reference, load_config
+from deepcoder.log import redact, setup_logging
+
+console = Console()
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="config profile (default: $DEEPCODER_PROFILE or 'default')")
+    parser.add_argument("--config", default=None, help="YAML file layered over the profile")
+
+
+def _load(args: argparse.Namespace, profile: str | None = None) -> Config:
+    config = load_config(args.profile or profile, args.config)
+    setup_logging(config.logging.level, config.secrets())
+    return config
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    config = _load(args)
+    data = config.masked_dict()
+    text = json.dumps(data, indent=2) if args.format == "json" else yaml.safe_dump(data, sort_keys=False)
+    print(redact(text), end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    print(config_reference())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from deepcoder.verify import run_checks
+
+    config = _load(args)
+    results = run_checks(config, skip_ray=args.skip_ray)
+    table = Table(title=f"deepcoder verify (profile {config.profile})")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    colours = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for r in results:
+        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", redact(r.detail))
+    console.print(table)
+    failed = [r.name for r in results if r.status == "fail"]
+    if failed:
+        console.print(f"[red]failed:[/] {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deepcoder.demo import run_demo
+
+    config = _load(args, profile="demo")
+    out = args.out or str(Path(config.paths.output_dir) / "demo")
+    summary = run_demo(config, out, per_kind=args.per_kind, console=console)
+    return 0 if summary["finished"] == summary["episodes"] else 1
+
+
+def cmd_sandbox_run(args: argparse.Namespace) -> int:
+    from deepcoder.tools.sandbox import get_sandbox
+
+    config = _load(args)
+    if args.file == "-":
+        code = sys.stdin.read()
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UserError(f"no such file: {path}")
+        code = path.read_text(encoding="utf-8", errors="replace")
+    result = get_sandbox(config.sandbox).run(code, timeout_s=args.timeout, memory_mb=args.memory_mb)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+    return result.exit_code if not result.timed_out else 124
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    from deepcoder.tools.retrieval import format_passages, get_index
+
+    config = _load(args)
+    with console.status("loading the retrieval index (built once, then cached)"):
+        index = get_index(config)
+    passages = index.search(args.query, args.k)
+    if args.json:
+        print(json.dumps([p.model_dump() for p in passages], indent=2))
+    else:
+        print(format_passages(passages))
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from deepcoder.agent.format import segment
+
+    path = Path(args.file)
+    if args.file != "-" and not path.is_file():
+        raise UserError(f"no such file: {path}")
+    text = sys.stdin.read() if args.file == "-" else path.read_text(encoding="utf-8", errors="replace")
+    seg = segment(text)
+    if args.json:
+        print(json.dumps({"spans": [s.model_dump() for s in seg.spans], "problems": seg.problems}, indent=2))
+        return 0
+    colours = {"reason": "cyan", "act": "green", "observation": "magenta"}
+    for span in seg.spans:
+        console.print(f"[bold {colours[span.kind]}]{span.kind:<11}[/] {span.start:>6}-{span.end:<6} "
+                      f"{span.text_of(text)[:100]!r}", markup=True, highlight=False)
+    for problem in seg.problems:
+        console.print(f"[yellow]problem:[/] {problem}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepcoder", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"deepcoder {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config_p = sub.add_parser("config", help="show the resolved config or the key reference")
+    config_sub = config_p.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the resolved config (secrets masked)")
+    _common(show)
+    show.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    show.set_defaults(func=cmd_config_show)
+    reference = config_sub.add_parser("reference", help="print the Markdown reference of every key")
+    reference.set_defaults(func=cmd_config_reference)
+
+    verify = sub.add_parser("verify", help="check Python, packages, torch, Ray, sandbox, teacher, wandb")
+    _common(verify)
+    verify.add_argument("--skip-ray", action="store_true", help="do not start Ray")
+    verify.set_defaults(func=cmd_verify)
+
+    demo = sub.add_parser("demo", help="run the agent core end to end on a handful of tasks (no key, no GPU)")
+    _common(demo)
+    demo.add_argument("--out", default=None, help="output folder (default: <paths.output_dir>/demo)")
+    demo.add_argument("--per-kind", type=int, default=3, help="tasks of each kind (code, math, retrieval)")
+    demo.set_defaults(func=cmd_demo)
+
+    sandbox = sub.add_parser("sandbox", help="run a Python file in the sandbox")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    run = sandbox_sub.add_parser("run", help="run FILE ('-' for stdin) in a fresh sandbox")
+    _common(run)
+    run.add_argument("file")
+    run.add_argument("--timeout", type=float, default=None)
+    run.add_argument("--memory-mb", type=int, default=None)
+    run.add_argument("--json", action="store_true", help="print the ExecResult as JSON")
+    run.set_defaults(func=cmd_sandbox_run)
+
+    retrieve = sub.add_parser("retrieve", help="search the knowledge corpus (BM25)")
+    _common(retrieve)
+    retrieve.add_argument("query")
+    retrieve.add_argument("-k", type=int, default=None)
+    retrieve.add_argument("--json", action="store_true")
+    retrieve.set_defaults(func=cmd_retrieve)
+
+    seg = sub.add_parser("segment", help="show the REASON/ACT/OBSERVATION spans of a trajectory text")
+    seg.add_argument("file", help="text file, or '-' for stdin")
+    seg.add_argument("--json", action="store_true")
+    seg.set_defaults(func=cmd_segment)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    load_dotenv(override=False)  # a local .env sets keys without exporting them by hand
+    args = build_parser().parse_args(argv)
+    from deepcoder.tools.retrieval import RetrievalError
+    from deepcoder.tools.sandbox import SandboxError, SandboxInputError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, UserError, SandboxError, SandboxInputError, RetrievalError) as exc:
+        console.print(f"[red]error:[/] {redact(str(exc))}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
