@@ -1,0 +1,1 @@
+"""Tools the agent calls: sandboxed Python, documentation retrieval."""
