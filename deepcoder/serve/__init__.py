@@ -1,0 +1,1 @@
+"""Ray Serve applications (the agent app arrives with the serving stage)."""

@@ -1,0 +1,8 @@
+"""`ray job submit --working-dir . -- python jobs/demo.py [--profile demo]`: the agent-core demo as a Ray job."""
+
+import sys
+
+from deepcoder.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["demo", *sys.argv[1:]]))
