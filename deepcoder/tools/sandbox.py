@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import concurrent.futures
 import itertools
 import json
 import logging
 import math
 import os
+import queue
 import random
 import selectors
 import shutil
@@ -122,13 +124,19 @@ def _check_inputs(code: object, stdin: object, files: object, max_code_bytes: in
         raise SandboxInputError(f"code is {size} bytes, over the limit of {max_code_bytes}")
     if stdin is not None and not isinstance(stdin, str):
         raise SandboxInputError(f"stdin must be a string, got {type(stdin).__name__}")
-    if stdin is not None and len(stdin) > _MAX_STDIN_BYTES:
-        raise SandboxInputError(f"stdin is over the limit of {_MAX_STDIN_BYTES} bytes")
+    if stdin is not None:
+        try:
+            stdin_size = len(stdin.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise SandboxInputError(f"stdin is not encodable as UTF-8: {exc}") from None
+        if stdin_size > _MAX_STDIN_BYTES:
+            raise SandboxInputError(f"stdin is over the limit of {_MAX_STDIN_BYTES} bytes")
     encoded: dict[str, str] = {}
     total = 0
     for name, content in (files or {}).items():
         path = PurePosixPath(str(name))
-        if not str(name) or path.is_absolute() or ".." in path.parts or str(path) in {"main.py", ".stdin", "."}:
+        if (not str(name) or "\x00" in str(name) or path.is_absolute() or ".." in path.parts
+                or str(path) == "." or path.parts[0] in {"main.py", ".stdin"}):
             raise SandboxInputError(f"file name {name!r} must be a relative path inside the work dir "
                                     "(not main.py, no '..')")
         data = content.encode("utf-8") if isinstance(content, str) else content
@@ -172,6 +180,13 @@ class Sandbox:
         self._lock = threading.Lock()
         self._warm: list[subprocess.Popen[bytes]] = []
         self._closed = False
+        # bwrap --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread* that started bwrap
+        # exits, not the process. So every sandbox is started from this one long-lived thread: a
+        # short-lived caller thread (asyncio.to_thread, anyio's idle workers, a Thread per request)
+        # ending must not SIGKILL the warm pool or a run in progress.
+        self._spawn_requests: queue.SimpleQueue[concurrent.futures.Future | None] = queue.SimpleQueue()
+        self._spawner = threading.Thread(target=self._spawn_loop, name="sandbox-spawn", daemon=True)
+        self._spawner.start()
         self._prefix_mounts = self._interpreter_mounts()
         atexit.register(self.close)
 
@@ -207,17 +222,40 @@ class Sandbox:
             "--proc", "/proc", "--dev", "/dev",
             "--size", work_bytes, "--tmpfs", "/tmp",
             "--size", work_bytes, "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev",  # --dev is a tmpfs with no size limit: read-only, so /dev/shm is the place
             "--remount-ro", "/",
             "--chdir", "/tmp",
             "--clearenv",
             "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
             "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8",
+            # glibc reserves 64 MiB of address space per thread arena, so under RLIMIT_AS=512 MiB a
+            # program could start only ~13 threads; two arenas make max_processes the binding limit.
+            "--setenv", "MALLOC_ARENA_MAX", "2",
             "--setenv", "TMPDIR", "/tmp",
             "--",
         ]
 
+    def _spawn_loop(self) -> None:
+        while (future := self._spawn_requests.get()) is not None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(self._spawn_here())
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
+
     def _spawn(self) -> tuple[subprocess.Popen[bytes], str | None]:
+        """Start one sandbox (from the spawner thread) that waits for its payload."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._spawn_requests.put(future)
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                if not self._spawner.is_alive():
+                    raise SandboxError("sandbox is closed") from None
+
+    def _spawn_here(self) -> tuple[subprocess.Popen[bytes], str | None]:
         """Start one sandbox that waits for its payload. Returns it and its temp dir (unsandboxed)."""
         uid = self._next_uid()
         interpreter = [self.python, "-I", "-c", self._bootstrap]
@@ -389,6 +427,7 @@ class Sandbox:
         with self._lock:
             self._closed = True
             warm, self._warm = self._warm, []
+        self._spawn_requests.put(None)
         for proc in warm:
             self._kill(proc)
             self._reap(proc)

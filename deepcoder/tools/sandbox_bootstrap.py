@@ -66,6 +66,10 @@ def main():
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != "main.py":
             tb = tb.tb_next
+        try:
+            sys.stdout.flush()  # a pipe, so block-buffered: what was printed before the error must not be lost
+        except Exception:  # noqa: BLE001
+            pass
         traceback.print_exception(type(exc), exc, tb)
         sys.stderr.flush()
         os._exit(1)
