@@ -353,6 +353,7 @@ def test_warm_up_then_runs_work(make_sandbox):
     for i in range(4):
         result = sb.run(f"print({i})")
         assert result.ok and result.stdout == f"{i}\n", result.stderr
+        sb.warm_up()  # the pool is topped up in the background; wait for it
         assert len(sb._warm) == 2
 
 
@@ -367,6 +368,7 @@ def test_warm_sandbox_killed_externally_is_replaced(make_sandbox):
     result = sb.run("print('still fine')")
     assert result.ok and result.stdout == "still fine\n", result.stderr
     assert not any(p in sb._warm for p in victims)
+    sb.warm_up()
     assert len(sb._warm) == 2 and all(p.poll() is None for p in sb._warm)
 
 

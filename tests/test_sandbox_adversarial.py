@@ -468,30 +468,28 @@ print("REPORT " + json.dumps(out))
     assert kind == "MemoryError" and mb < 256, (kind, mb)
 
 
-@pytest.mark.xfail(strict=False, reason="memory_mb is RLIMIT_AS, which is per process: with max_processes "
-                   "children a sandbox can hold about max_processes x memory_mb of host RAM. Needs a cgroup "
-                   "(memory.max) per sandbox; no small fix.")
 def test_memory_limit_holds_for_the_sandbox_as_a_whole():
+    """rlimits are per process; the per-sandbox cgroup caps the sum. Four children each try to
+    hold 300 MiB at the same time (they all sleep after allocating): under a 512 MiB sandbox at
+    most one can still be alive at the end."""
     result = run("""
 import json, os, time
-r, w = os.pipe()
 kids = []
 for _ in range(4):                       # bounded: at most 4 x 300 MiB = 1.2 GiB
     pid = os.fork()
     if pid == 0:
         try:
             block = bytearray(300 * 1024 * 1024)   # zero-filled, so really resident
-            os.write(w, b"1")
-            time.sleep(1)
+            time.sleep(2)
+            os._exit(0)
         except MemoryError:
-            os.write(w, b"0")
-        os._exit(0)
+            os._exit(3)
     kids.append(pid)
+survivors = 0
 for pid in kids:
-    os.waitpid(pid, 0)
-os.close(w)
-held = os.read(r, 16).count(b"1") * 300
-print("REPORT " + json.dumps(held))
+    _, status = os.waitpid(pid, 0)
+    survivors += os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+print("REPORT " + json.dumps(survivors * 300))
 """, config=PROC_CFG, timeout_s=20)
     held_mb = report(result)
     assert held_mb <= PROC_CFG.memory_mb, f"the sandbox held {held_mb} MiB at once with memory_mb={PROC_CFG.memory_mb}"

@@ -33,12 +33,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import Mapping
 
 from deepcoder.config import SandboxConfig
+from deepcoder.tools.cgroups import Cgroups, SandboxCgroup
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ class Sandbox:
         self._bootstrap = _bootstrap_source()
         self._lock = threading.Lock()
         self._warm: list[subprocess.Popen[bytes]] = []
+        self._refilling = 0
         self._closed = False
         # bwrap --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread* that started bwrap
         # exits, not the process. So every sandbox is started from this one long-lived thread: a
@@ -188,6 +190,7 @@ class Sandbox:
         self._spawner = threading.Thread(target=self._spawn_loop, name="sandbox-spawn", daemon=True)
         self._spawner.start()
         self._prefix_mounts = self._interpreter_mounts()
+        self._cgroups = Cgroups.detect()
         atexit.register(self.close)
 
     # ---------------------------------------------------------------- process start
@@ -274,10 +277,12 @@ class Sandbox:
             user=uid, group=uid, extra_groups=[] if uid is not None else None,
         )
         proc._deepcoder_tmpdir = tmpdir  # type: ignore[attr-defined]
+        proc._deepcoder_cgroup = self._confine(proc)  # type: ignore[attr-defined]
         return proc, tmpdir
 
     def _take(self) -> subprocess.Popen[bytes]:
-        """A ready sandbox: a live warm one if any, else a new one; then top up the pool."""
+        """A ready sandbox: a live warm one if any, else a new one. The pool is topped up in the
+        background, so starting sandboxes (and moving them into cgroups) stays off this path."""
         with self._lock:
             if self._closed:
                 raise SandboxError("sandbox is closed")
@@ -288,17 +293,43 @@ class Sandbox:
                     proc = candidate
                     break
                 self._reap(candidate)
-            if proc is None:
-                proc, _ = self._spawn()
-            while len(self._warm) < self.config.pool_size:
-                self._warm.append(self._spawn()[0])
+        if proc is None:
+            proc, _ = self._spawn()
+        self._refill()
         return proc
 
-    def warm_up(self) -> None:
-        """Fill the pool now rather than at the first call."""
+    def _refill(self) -> None:
+        """Ask the spawner thread for as many sandboxes as the pool lacks."""
         with self._lock:
-            while len(self._warm) < self.config.pool_size:
-                self._warm.append(self._spawn()[0])
+            missing = self.config.pool_size - len(self._warm) - self._refilling
+            self._refilling += max(0, missing)
+        for _ in range(missing):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.add_done_callback(self._add_warm)
+            self._spawn_requests.put(future)
+
+    def _add_warm(self, future: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._refilling -= 1
+            if future.cancelled() or future.exception() is not None:
+                logger.warning("could not start a warm sandbox: %s", future.exception())
+                return
+            proc = future.result()[0]
+            if not self._closed and len(self._warm) < self.config.pool_size:
+                self._warm.append(proc)
+                return
+        self._kill(proc)
+        self._reap(proc)
+
+    def warm_up(self, timeout_s: float = 30.0) -> None:
+        """Fill the pool now rather than at the first call (waits until it is full)."""
+        self._refill()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self._warm) >= self.config.pool_size or self._closed:
+                    return
+            time.sleep(0.005)
 
     # ---------------------------------------------------------------- running
 
@@ -337,8 +368,11 @@ class Sandbox:
                               "limits": self._limits(timeout_s, memory_mb)}).encode("utf-8")
         for attempt in range(3):
             proc = self._take()
+            cgroup: SandboxCgroup | None = getattr(proc, "_deepcoder_cgroup", None)
             start = time.perf_counter()
             try:
+                if cgroup is not None:
+                    cgroup.set_memory(memory_mb * 1024 * 1024)
                 assert proc.stdin is not None
                 proc.stdin.write(len(payload).to_bytes(8, "big") + payload)
                 proc.stdin.close()
@@ -349,8 +383,27 @@ class Sandbox:
                 if attempt == 2:
                     raise SandboxError(f"the sandbox died before it took the code: {why or 'no message'}") from None
                 continue
-            return self._collect(proc, start, timeout_s)
+            result = self._collect(proc, start, timeout_s)
+            if cgroup is not None and cgroup.out_of_memory():
+                result = replace(result, stderr=result.stderr + f"\n[killed: the sandbox used its {memory_mb} MB]")
+            return result
         raise AssertionError("unreachable")
+
+    def _confine(self, proc: subprocess.Popen[bytes]) -> SandboxCgroup | None:
+        """Put a new sandbox in its own memory + pids cgroup (when this host allows it), before it
+        has started anything, so every process it will ever have is born inside."""
+        if self._cgroups is None:
+            return None
+        cgroup = None
+        try:
+            cgroup = self._cgroups.create(self.config.memory_mb * 1024 * 1024, self.config.max_processes + 3)
+            cgroup.attach_tree(proc.pid)
+        except OSError as exc:
+            logger.warning("could not confine a sandbox in a cgroup (%s); per-process limits only", exc)
+            if cgroup is not None:
+                self._cgroups.discard(cgroup)
+            return None
+        return cgroup
 
     def _collect(self, proc: subprocess.Popen[bytes], start: float, timeout_s: float) -> ExecResult:
         """Read both pipes under a cap until exit or the deadline, then make sure all is dead."""
@@ -421,6 +474,9 @@ class Sandbox:
         tmpdir = getattr(proc, "_deepcoder_tmpdir", None)
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+        cgroup = getattr(proc, "_deepcoder_cgroup", None)
+        if cgroup is not None and self._cgroups is not None:
+            self._cgroups.discard(cgroup)
 
     def close(self) -> None:
         """Kill the warm sandboxes. Safe to call twice."""
@@ -431,6 +487,8 @@ class Sandbox:
         for proc in warm:
             self._kill(proc)
             self._reap(proc)
+        if self._cgroups is not None:
+            self._cgroups.close()
 
 
 _SANDBOXES: dict[str, Sandbox] = {}
@@ -490,4 +548,10 @@ def isolation_status() -> tuple[bool, str]:
         return False, str(exc)
     if result.stdout.strip() != "ok":
         return False, f"bwrap present but a sandboxed run failed: {result.stderr.strip()[-300:]}"
-    return True, f"{bwrap}: namespaces, tmpfs work dir, rlimits"
+    from deepcoder.tools.cgroups import Cgroups
+
+    cgroups = Cgroups.detect()
+    if cgroups is not None:
+        cgroups.close()
+    limits = "per-sandbox memory+pids cgroups" if cgroups else "rlimits per process (no writable cgroup v1)"
+    return True, f"{bwrap}: namespaces, read-only host /usr only, tmpfs work dir, {limits}"
