@@ -20,7 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from deepcoder.agent.format import segment
-from deepcoder.agent.grading import grade
+from deepcoder.agent.grading import check
 from deepcoder.agent.loop import Agent, AgentLimits
 from deepcoder.agent.types import Task, Trajectory
 from deepcoder.config import Config
@@ -44,14 +44,16 @@ def _write_jsonl(path: Path, trajectories: list[Trajectory]) -> None:
     os.replace(tmp, path)
 
 
-async def _run_all(agent: Agent, tasks: list[Task], concurrency: int, progress: Progress) -> list[Trajectory]:
+async def _run_all(agent: Agent, tasks: list[Task], concurrency: int, progress: Progress,
+                   agent_sandbox=None) -> list[Trajectory]:
     bar = progress.add_task("episodes", total=len(tasks))
     gate = asyncio.Semaphore(concurrency)
 
     async def one(task: Task) -> Trajectory:
         async with gate:
             trajectory = await agent.arun(task)
-        trajectory.success = await asyncio.to_thread(grade, task, trajectory.final_answer)
+        verdict = await asyncio.to_thread(check, task, trajectory.final_answer, sandbox=agent_sandbox)
+        trajectory.verified, trajectory.verification = verdict.passed, verdict.detail
         progress.advance(bar)
         return trajectory
 
@@ -70,7 +72,8 @@ def run_demo(config: Config, out_dir: str | Path, per_kind: int = 3, console: Co
     console.print(f"[bold]DeepCoder demo[/]: agent core on {len(tasks)} tasks "
                   "(reference teacher, sandboxed python, BM25 retrieval)")
     with Progress(console=console, transient=True) as progress:
-        trajectories = asyncio.run(_run_all(agent, tasks, config.generation.episodes_per_actor, progress))
+        trajectories = asyncio.run(_run_all(agent, tasks, config.generation.episodes_per_actor, progress,
+                                            config.sandbox))
     _write_jsonl(out / "trajectories.jsonl", trajectories)
 
     table = Table(title="Episodes")
@@ -85,12 +88,12 @@ def run_demo(config: Config, out_dir: str | Path, per_kind: int = 3, console: Co
         valid = not seg.problems and all(s.error is None or s.action for s in t.steps)
         table.add_row(t.task.id, t.task.kind, t.status, str(len(t.steps)), tools_used,
                       f"{kinds['reason']}/{kinds['act']}/{kinds['observation']}",
-                      "ok" if valid else "problems", "yes" if t.success else "no")
+                      "ok" if valid else "problems", "yes" if t.verified else "no")
     console.print(table)
     summary = {
         "episodes": len(trajectories),
         "finished": sum(t.status == "finished" for t in trajectories),
-        "success": sum(bool(t.success) for t in trajectories),
+        "success": sum(bool(t.verified) for t in trajectories),
         "steps": sum(len(t.steps) for t in trajectories),
         "spans": dict(span_totals),
         "trajectories": str(out / "trajectories.jsonl"),

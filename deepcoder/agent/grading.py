@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from deepcoder.agent.format import extract_code
 from deepcoder.agent.types import Task
@@ -24,27 +26,51 @@ def _normalise(text: str) -> str:
     return re.sub(r"[\s`'\"*]+", " ", text).strip().lower().rstrip(".")
 
 
-def _numbers(text: str) -> list[float]:
-    return [float(x.replace(",", "")) for x in re.findall(r"-?\d[\d,]*\.?\d*(?:[eE]-?\d+)?", text)]
+def _last_number(text: str) -> Decimal | None:
+    found = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)
+    if not found:
+        return None
+    try:
+        return Decimal(found[-1].replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A checker's answer: passed or not, and why (shown in reports)."""
+
+    passed: bool
+    detail: str
+
+
+def check(task: Task, answer: str | None, *, sandbox: SandboxConfig | None = None) -> Verdict:
+    """Run the task's checker on ``answer``: code tests in the sandbox, exact numbers for math,
+    string match for retrieval and other tasks."""
+    if answer is None or not answer.strip():
+        return Verdict(False, "no final answer")
+    if task.kind == "code":
+        if not task.tests:
+            return Verdict(False, "task has no tests to check against")
+        try:
+            result = run_python(checking_program(task, extract_code(answer)), config=sandbox)
+        except SandboxInputError as exc:
+            return Verdict(False, f"unusable code: {exc}")
+        if result.ok:
+            return Verdict(True, f"{len(task.tests)} test(s) passed")
+        why = "timed out" if result.timed_out else (result.stderr.strip().splitlines() or ["failed"])[-1]
+        return Verdict(False, f"tests failed: {why[:300]}")
+    if task.answer is None:
+        return Verdict(False, "task has no reference answer")
+    if task.kind == "math":
+        expected, got = _last_number(task.answer), _last_number(answer)
+        if expected is not None:
+            passed = got is not None and got == expected
+            return Verdict(passed, f"expected {task.answer}, got {answer.strip()[:100]}")
+    passed = _normalise(task.answer) in _normalise(answer)
+    return Verdict(passed, f"expected {task.answer!r} in the answer")
 
 
 def grade(task: Task, answer: str | None, *, sandbox: SandboxConfig | None = None) -> bool:
-    """Whether ``answer`` solves ``task``. Code runs in the sandbox; math compares numbers."""
-    if answer is None or not answer.strip():
-        return False
-    if task.kind == "code":
-        if not task.tests:
-            return False
-        try:
-            result = run_python(checking_program(task, extract_code(answer)), config=sandbox)
-        except SandboxInputError:
-            return False
-        return result.ok
-    if task.answer is None:
-        return False
-    if task.kind == "math":
-        expected = _numbers(task.answer)
-        got = _numbers(answer)
-        if expected and got:
-            return abs(got[-1] - expected[-1]) <= 1e-6 * max(1.0, abs(expected[-1]))
-    return _normalise(task.answer) in _normalise(answer)
+    """Whether ``answer`` solves ``task`` (see ``check`` for the detail)."""
+    return check(task, answer, sandbox=sandbox).passed

@@ -94,7 +94,8 @@ class Agent:
     async def arun(self, task: Task, *, on_step: StepCallback | None = None,
                    stop: Sequence[str] = OBSERVATION_STOP) -> Trajectory:
         """Run one episode. Never raises for model or tool failures; they are in the result."""
-        trajectory = Trajectory(task=task, system_prompt=self.system, model=getattr(self.policy, "name", None))
+        trajectory = Trajectory(task=task, system_prompt=self.system,
+                                teacher_model=getattr(self.policy, "name", None))
         started = time.monotonic()
         try:
             await asyncio.wait_for(self._episode(trajectory, on_step, stop), self.limits.episode_timeout_s)
@@ -105,6 +106,10 @@ class Agent:
             trajectory.status = "error"
             trajectory.error = f"model error: {exc}"
         trajectory.duration_s = time.monotonic() - started
+        trajectory.messages = build_messages(self.system, task, trajectory.steps)
+        for step in trajectory.steps:
+            for name, value in (step.usage or {}).items():
+                trajectory.usage[name] = trajectory.usage.get(name, 0) + int(value)
         return trajectory
 
     def run(self, task: Task, **kwargs) -> Trajectory:

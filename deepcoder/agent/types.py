@@ -69,17 +69,35 @@ class Trajectory(BaseModel):
 
     version: int = TRAJECTORY_VERSION
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    problem_id: str = Field("", description="The task's id (filled from task when empty).")
+    sample: int = Field(0, ge=0, description="Which of the samples_per_problem episodes this is.")
+    source: str = Field("", description="Problem set the task came from (mbpp, math, retrieval, ...).")
     task: Task
     system_prompt: str = ""
     steps: list[Step] = Field(default_factory=list)
+    messages: list[dict[str, str]] = Field(default_factory=list, description="The conversation at the end.")
     final_answer: str | None = None
     status: Literal["finished", "max_steps", "timeout", "error"] = "error"
     error: str | None = None
-    success: bool | None = Field(None, description="Graded result, when the task can be checked.")
-    model: str | None = None
+    verified: bool | None = Field(None, description="The task's checker accepted the final answer.")
+    verification: str | None = Field(None, description="The checker's detail (test output, expected answer).")
+    teacher_model: str | None = Field(None, description="Who wrote the steps; offline stand-ins say so.")
+    config_hash: str | None = None
+    usage: dict[str, int] = Field(default_factory=dict, description="Token usage summed over the steps.")
     created_at: float = Field(default_factory=time.time)
     duration_s: float | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.problem_id:
+            self.problem_id = self.task.id
+        if not self.source:
+            self.source = str(self.task.meta.get("source") or self.task.kind)
+
+    @property
+    def key(self) -> str:
+        """Identity for resuming: one record per (problem, sample)."""
+        return f"{self.problem_id}#{self.sample}"
 
     def text(self) -> str:
         """The canonical Thought/Action/Observation text of the steps (what the segmenter reads)."""
