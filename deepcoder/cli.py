@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -139,6 +140,42 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from deepcoder.teacher.generate import generate
+
+    config = _load(args)
+    out = args.out or str(Path(config.paths.output_dir) / "trajectories.jsonl")
+    summary = generate(config, out, limit=args.limit, resume=args.resume)
+    console.print(f"wrote {summary.written} trajectories ({summary.verified} verified, {summary.skipped} already "
+                  f"stored, {summary.failed_episodes} failed) to {summary.out} in {summary.seconds:.1f}s; "
+                  f"teacher: {summary.teacher}; 429s: {summary.rate_limited}")
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return 0 if summary.failed_episodes == 0 else 1
+
+
+def cmd_serve_local(args: argparse.Namespace) -> int:
+    from deepcoder.data.problems import load_training_problems
+    from deepcoder.teacher.emulator import EmulatorServer, reference_app
+
+    config = _load(args, profile="demo")
+    tasks = load_training_problems(config)
+    emu, gen = config.emulator, config.generation
+    app = reference_app(tasks, requests_per_minute=emu.requests_per_minute or gen.requests_per_minute,
+                        tokens_per_minute=emu.tokens_per_minute or gen.tokens_per_minute, window_s=emu.window_s,
+                        latency_s=emu.latency_s, api_key=args.api_key)
+    server = EmulatorServer(app, port=args.port or emu.port or None).start()
+    console.print(f"Groq emulator (reference teacher for {len(tasks)} problems) on {server.base_url}\n"
+                  f"  groq SDK:   Groq(base_url=\"{server.base_url}\", api_key=...)\n"
+                  f"  OpenAI SDK: OpenAI(base_url=\"{server.base_url}/v1\", api_key=...)\nCtrl-C stops it.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
 # ------------------------------------------------------------------------------------ parser
 
 
@@ -184,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("--json", action="store_true")
     retrieve.set_defaults(func=cmd_retrieve)
 
+    gen = sub.add_parser("generate", help="collect teacher trajectories with Ray actors (resumable)")
+    _common(gen)
+    gen.add_argument("--limit", type=int, default=None, help="at most N problems")
+    gen.add_argument("--out", default=None, help="JSONL output (default: <paths.output_dir>/trajectories.jsonl)")
+    gen.add_argument("--resume", action="store_true", help="continue an existing output, skipping stored problems")
+    gen.add_argument("--summary-json", default=None, help="also write the run summary as JSON here")
+    gen.set_defaults(func=cmd_generate)
+
+    teacher = sub.add_parser("teacher", help="teacher tools")
+    teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True)
+    serve_local = teacher_sub.add_parser("serve-local", help="run the Groq-compatible emulator on 127.0.0.1")
+    _common(serve_local)
+    serve_local.add_argument("--port", type=int, default=None)
+    serve_local.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
+    serve_local.set_defaults(func=cmd_serve_local)
+
     seg = sub.add_parser("segment", help="show the REASON/ACT/OBSERVATION spans of a trajectory text")
     seg.add_argument("file", help="text file, or '-' for stdin")
     seg.add_argument("--json", action="store_true")
@@ -194,12 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     load_dotenv(override=False)  # a local .env sets keys without exporting them by hand
     args = build_parser().parse_args(argv)
+    from deepcoder.agent.policy import PolicyError
+    from deepcoder.data.store import StoreError
     from deepcoder.tools.retrieval import RetrievalError
     from deepcoder.tools.sandbox import SandboxError, SandboxInputError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, UserError, SandboxError, SandboxInputError, RetrievalError) as exc:
+    except (ConfigError, UserError, SandboxError, SandboxInputError, RetrievalError, StoreError,
+            PolicyError) as exc:
         console.print(f"[red]error:[/] {redact(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:

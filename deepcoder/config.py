@@ -53,13 +53,23 @@ class TeacherConfig(_Section):
     use_emulator: bool = Field(False, description="Use the loopback Groq emulator instead of base_url.")
 
 
+class EmulatorConfig(_Section):
+    """The loopback Groq emulator (``deepcoder teacher serve-local``, and the keyless demo)."""
+
+    requests_per_minute: float | None = Field(None, gt=0, description="None = generation.requests_per_minute.")
+    tokens_per_minute: float | None = Field(None, gt=0, description="None = generation.tokens_per_minute.")
+    window_s: float = Field(60.0, gt=0, description="Budget window: the most a burst can spend.")
+    latency_s: float = Field(0.05, ge=0, description="Simulated time per completion.")
+    port: int = Field(0, ge=0, le=65535, description="0 = a free port.")
+
+
 class GenerationConfig(_Section):
     """Trajectory collection with Ray actors under the provider's rate limits."""
 
     num_actors: int = Field(2, ge=1)
     episodes_per_actor: int = Field(4, ge=1, description="Concurrent episodes inside one actor.")
-    requests_per_minute: int = Field(30, ge=1)
-    tokens_per_minute: int = Field(6000, ge=1)
+    requests_per_minute: int = Field(30, ge=1, description="Your provider's RPM for this key (cluster-wide).")
+    tokens_per_minute: int = Field(6000, ge=1, description="Your provider's TPM for this key (cluster-wide).")
     samples_per_problem: int = Field(1, ge=1)
     max_problems: int | None = Field(None, ge=1)
     problem_sets: list[str] = Field(default_factory=lambda: ["mbpp", "math", "retrieval"])
@@ -214,6 +224,7 @@ class Config(_Section):
 
     profile: str = "default"
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    emulator: EmulatorConfig = Field(default_factory=EmulatorConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

@@ -28,6 +28,8 @@ FORMAT_REMINDER = (
     "'Action Input: ...' (or 'Action: finish' with the final answer)."
 )
 
+TRUNCATED = "over-long output: the reply hit the max_tokens limit"
+
 StepCallback = Callable[[Step], Awaitable[None] | None]
 
 
@@ -72,7 +74,9 @@ def step_from_output(output: PolicyOutput) -> Step:
     else:
         step.reasoning_source = "content" if thoughts else "none"
     step.thought = "\n\n".join(thoughts) if thoughts else None
-    if not text.strip() and not step.thought:
+    if output.finish_reason == "length":
+        step.error = TRUNCATED  # an action cut at the token limit is not run
+    elif not text.strip() and not step.thought:
         step.error = "empty reply"
     elif step.action is None:
         step.error = "no action in reply"
@@ -131,7 +135,9 @@ class Agent:
                 await _notify(on_step, trajectory.steps[-1])
                 return
             step = step_from_output(output)
-            if step.action is None or step.tool_input is None:
+            if step.error == TRUNCATED:
+                step.observation = "Error: your reply was cut at the token limit. Be shorter: one step per reply."
+            elif step.action is None or step.tool_input is None:
                 step.observation = FORMAT_REMINDER if step.action is None else f"Error: {step.error}"
             elif step.action == "finish":
                 trajectory.final_answer = str(step.tool_input.get("answer", ""))
