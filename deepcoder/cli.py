@@ -176,6 +176,34 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_report(args: argparse.Namespace) -> int:
+    from deepcoder.data.report import write_report
+
+    config = _load(args)
+    path = Path(args.trajectories)
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    max_tokens = args.max_tokens if args.max_tokens is not None else config.data.max_seq_len
+    report = write_report(path, args.out, max_tokens=max_tokens, reverify=args.reverify, sandbox=config.sandbox)
+    stats = json.loads((report.parent / "quality.json").read_text(encoding="utf-8"))
+    console.print(f"kept {stats['kept']}/{stats['total']}; report: {report}")
+    return 0
+
+
+def cmd_data_filter(args: argparse.Namespace) -> int:
+    from deepcoder.data.quality import filter_trajectories
+
+    config = _load(args)
+    path = Path(args.trajectories)
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    max_tokens = args.max_tokens if args.max_tokens is not None else config.data.max_seq_len
+    stats = filter_trajectories(path, args.out, max_tokens=max_tokens, reverify=args.reverify,
+                                sandbox=config.sandbox)
+    console.print(f"kept {stats.kept}/{stats.total} in {args.out}; dropped by reason: {stats.reasons}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ parser
 
 
@@ -228,6 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--resume", action="store_true", help="continue an existing output, skipping stored problems")
     gen.add_argument("--summary-json", default=None, help="also write the run summary as JSON here")
     gen.set_defaults(func=cmd_generate)
+
+    data = sub.add_parser("data", help="trajectory quality: report and filter")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    for name, func, help_text in (
+        ("report", cmd_data_report, "Markdown report with plots (and quality.json) of a trajectories file"),
+        ("filter", cmd_data_filter, "keep only complete, well-formed, verified, short-enough trajectories"),
+    ):
+        cmd = data_sub.add_parser(name, help=help_text)
+        _common(cmd)
+        cmd.add_argument("--trajectories", required=True)
+        cmd.add_argument("--out", required=True, help="report folder" if name == "report" else "output JSONL")
+        cmd.add_argument("--max-tokens", type=int, default=None, help="default: data.max_seq_len")
+        cmd.add_argument("--reverify", action="store_true", help="re-run the task checkers (code uses the sandbox)")
+        cmd.set_defaults(func=func)
 
     teacher = sub.add_parser("teacher", help="teacher tools")
     teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True)

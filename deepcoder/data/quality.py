@@ -22,7 +22,6 @@ has to fix rather than a property of the data.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -157,31 +156,17 @@ def estimate_tokens(text: str) -> int:
 
 
 def count_tokens(trajectory: Trajectory) -> tuple[int, bool]:
-    """(tokens, estimated). Uses the recorded usage: ``total_tokens``, else prompt + completion,
-    first of the trajectory and then summed over the steps.
+    """(tokens, estimated): the length of the trajectory as one training sequence.
 
-    Note that ``total_tokens`` from the teacher's API sums every step's prompt, and each prompt
-    repeats the conversation so far, so it grows faster than the trajectory's own length.
-
-    When no usage was recorded (offline teachers, other writers) the count is estimated from
-    the text a training example would hold: system prompt, task prompt and the rendered steps,
-    at ``CHARS_PER_TOKEN`` characters per token. ``estimated`` says which one it was.
+    The teacher's last request held the whole conversation so far, so its prompt tokens plus its
+    completion tokens are the full sequence (summing ``usage`` over the steps would count every
+    earlier turn again per step). Without per-step usage (offline teachers, other writers) the
+    count is estimated from the text a training example holds: system prompt, task prompt and the
+    rendered steps, at ``CHARS_PER_TOKEN`` characters per token. ``estimated`` says which it was.
     """
-    def from_usage(usage: dict[str, int] | None) -> int | None:
-        if not usage:
-            return None
-        if "total_tokens" in usage:
-            return int(usage["total_tokens"])
-        parts = [usage[k] for k in ("prompt_tokens", "completion_tokens") if k in usage]
-        return int(sum(parts)) if parts else None
-
-    total = from_usage(trajectory.usage)
-    if total is None:
-        per_step = [from_usage(step.usage) for step in trajectory.steps]
-        known = [n for n in per_step if n is not None]
-        total = sum(known) if known else None
-    if total is not None:
-        return total, False
+    last = next((step.usage for step in reversed(trajectory.steps) if step.usage), None)
+    if last and ("prompt_tokens" in last or "completion_tokens" in last):
+        return int(last.get("prompt_tokens", 0)) + int(last.get("completion_tokens", 0)), False
     text = "\n".join((trajectory.system_prompt, trajectory.task.prompt, trajectory.text()))
     return estimate_tokens(text), True
 
