@@ -122,7 +122,8 @@ def test_reference_teacher_solves_every_kind(tools) -> None:
         assert trajectory.status == "finished", trajectory.error
         assert grade(trajectory.task, trajectory.final_answer), trajectory.task.id
         used = {s.action for s in trajectory.steps}
-        assert used == ({"retrieve", "finish"} if trajectory.task.kind == "retrieval" else {"python", "finish"})
+        needed = {"retrieve", "finish"} if trajectory.task.kind == "retrieval" else {"python", "finish"}
+        assert needed <= used <= needed | {"retrieve"}
     retrieval = trajectories[-1]
     assert retrieval.task.answer in retrieval.steps[0].observation  # the docs really named it
 

@@ -170,24 +170,34 @@ class FakeClock:
 def test_token_budget_paces_requests_at_the_rate() -> None:
     clock = FakeClock()
     budget = TokenBudget(requests_per_minute=60, tokens_per_minute=1e9, burst_s=1.0, clock=clock)
-    delays = [budget.reserve(10) for _ in range(5)]  # 1 request/s, burst of one
+    delays = [budget.reserve(10)[0] for _ in range(5)]  # 1 request/s, burst of one
     assert delays == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
     clock.now += 10
-    assert budget.reserve(10) == 0.0
+    assert budget.reserve(10)[0] == 0.0
 
 
 def test_token_budget_tokens_settle_observe_and_penalize() -> None:
     clock = FakeClock()
-    budget = TokenBudget(requests_per_minute=1e6, tokens_per_minute=600, burst_s=1.0, clock=clock)  # 10 tok/s
-    assert budget.reserve(10) == 0.0
-    assert budget.reserve(20) == pytest.approx(2.0)
+    budget = TokenBudget(requests_per_minute=1e6, tokens_per_minute=600, burst_s=1.0, clock=clock,
+                         expected_completion=0)  # 10 tokens/s
+    assert budget.reserve(10) == (0.0, 10)
+    delay, reserved = budget.reserve(20)
+    assert delay == pytest.approx(2.0) and reserved == 20
     budget.settle(reserved=20, actual=5)  # the response was cheaper than reserved
-    assert budget.reserve(1) == pytest.approx(0.6)
+    assert budget.reserve(1)[0] == pytest.approx(0.6)
     budget.penalize(5.0)
-    assert budget.reserve(0) >= 5.0
+    assert budget.reserve(0)[0] >= 5.0
     clock.now += 100
     budget.observe({"x-ratelimit-remaining-tokens": "0"})  # another client spent the key's budget
-    assert budget.reserve(5) == pytest.approx(0.5)
+    assert budget.reserve(5)[0] == pytest.approx(0.5)
+
+
+def test_expected_completion_learns_from_usage() -> None:
+    budget = TokenBudget(requests_per_minute=1e6, tokens_per_minute=1e9, clock=FakeClock(), expected_completion=500)
+    for _ in range(30):
+        _, reserved = budget.reserve(100)
+        budget.settle(reserved, 100 + 50, completion=50)
+    assert budget.reserve(100)[1] == pytest.approx(150, abs=5)
 
 
 def test_go_durations() -> None:
@@ -210,7 +220,7 @@ def test_limiter_actor_shares_one_budget_across_callers(ray_cluster) -> None:
         limiter = RayLimiter(actor)
         return await asyncio.gather(*(limiter.reserve(1) for _ in range(40)))
 
-    delays = sorted(asyncio.run(many()))
+    delays = sorted(delay for delay, _ in asyncio.run(many()))
     assert delays[-1] == pytest.approx(3.0, abs=0.3)  # 40 requests at 10/s after a burst of 10
     assert ray_cluster.get(actor.stats.remote())["reservations"] == 40
     ray_cluster.kill(actor)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from deepcoder.agent.policy import Message, PolicyError, PolicyOutput
 from deepcoder.config import TeacherConfig
-from deepcoder.teacher.emulator import estimate_tokens, prompt_tokens
+from deepcoder.teacher.emulator import prompt_tokens
 from deepcoder.teacher.ratelimit import Limiter, parse_duration
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class TeacherClient:
     """Policy over Groq or any OpenAI-compatible endpoint, sync (``generate``) and async."""
 
     def __init__(self, config: TeacherConfig, *, base_url: str | None = None, limiter: Limiter | None = None,
-                 expected_completion_tokens: int | None = None, name: str | None = None) -> None:
+                 name: str | None = None) -> None:
         if config.api_key is None:
             raise TeacherError(f"no API key: set {config.api_key_env} (or use the demo profile, which needs none)")
         self.config = config
@@ -78,7 +78,6 @@ class TeacherClient:
         self.limiter = limiter
         self.name = name or f"{config.provider}:{config.model}"
         self.stats = CallStats()
-        self._expected_completion = expected_completion_tokens or min(config.max_tokens, 512)
         self._sdk = _sdk_errors(config.provider)
         key = config.api_key.get_secret_value()
         common = {"api_key": key, "base_url": self.base_url, "max_retries": 0, "timeout": config.timeout_s}
@@ -151,27 +150,21 @@ class TeacherClient:
         wait = random.uniform(0, ceiling)
         return max(wait, retry_after or 0.0)
 
-    def _reserve_tokens(self, messages: Sequence[Message]) -> int:
-        return prompt_tokens(messages) + self._expected_completion
-
     def _account(self, reserved: int, output: PolicyOutput) -> int:
-        actual = output.usage.get("total_tokens") or reserved
-        completion = output.usage.get("completion_tokens")
-        if completion:  # a running mean keeps the next reservations close to reality
-            self._expected_completion = int(0.9 * self._expected_completion + 0.1 * completion)
         self.stats.prompt_tokens += output.usage.get("prompt_tokens", 0)
         self.stats.completion_tokens += output.usage.get("completion_tokens", 0)
-        return actual
+        return output.usage.get("total_tokens") or reserved
 
     # ------------------------------------------------------------------ async
 
     async def agenerate(self, messages: Sequence[Message], *, stop: Sequence[str] = ()) -> PolicyOutput:
         body = self._request(messages, stop)
         last_error = "no attempt"
+        prompt = prompt_tokens(messages)
         for attempt in range(self.config.max_retries + 1):
-            reserved = self._reserve_tokens(messages)
+            reserved = prompt
             if self.limiter is not None:
-                delay = await self.limiter.reserve(reserved)
+                delay, reserved = await self.limiter.reserve(prompt)
                 if delay > 0:
                     await asyncio.sleep(delay)
             self.stats.requests += 1
@@ -181,7 +174,7 @@ class TeacherClient:
                 retryable, retry_after = self._classify(exc)
                 last_error = _describe(exc)
                 if self.limiter is not None:
-                    await self.limiter.settle(reserved, 0, {})
+                    await self.limiter.settle(reserved, 0, None, {})
                     if retry_after is not None and getattr(exc, "status_code", None) == 429:
                         await self.limiter.penalize(retry_after)
                 if attempt == self.config.max_retries:
@@ -192,7 +185,7 @@ class TeacherClient:
             output = self._parse(await raw.parse())
             actual = self._account(reserved, output)
             if self.limiter is not None:
-                await self.limiter.settle(reserved, actual, dict(raw.headers))
+                await self.limiter.settle(reserved, actual, output.usage.get("completion_tokens"), dict(raw.headers))
             return output
         raise TeacherUnavailable(f"no answer after {self.config.max_retries + 1} attempts: {last_error}")
 

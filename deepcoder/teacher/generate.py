@@ -61,7 +61,13 @@ class GenerationWorker:
         self.config = config
         self.cfg_hash = cfg_hash
         self.teacher_label = teacher_label
-        self.client = TeacherClient(config.teacher, base_url=base_url, limiter=RayLimiter(limiter))
+        if limiter == "langchain-per-actor":  # benchmark baseline: a budget per actor, no sharing
+            from deepcoder.teacher.ratelimit import PerProcessLangChainLimiter
+
+            client_limiter = PerProcessLangChainLimiter(config.generation.requests_per_minute)
+        else:
+            client_limiter = RayLimiter(limiter)
+        self.client = TeacherClient(config.teacher, base_url=base_url, limiter=client_limiter)
         gen = config.generation
         self.agent = Agent(self.client, build_tools(config),
                            AgentLimits(gen.max_steps, gen.step_timeout_s, gen.episode_timeout_s))
@@ -111,14 +117,20 @@ class GenerationSummary:
     written: int = 0
     verified: int = 0
     failed_episodes: int = 0
+    deferred: int = 0
     rate_limited: int = 0
     requests: int = 0
     seconds: float = 0.0
     teacher: str = ""
     by_source: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    @property
+    def lost(self) -> int:
+        """Episodes that were handed out but neither stored nor reported failed (should be 0)."""
+        return self.planned - self.skipped - self.deferred - self.written - self.failed_episodes
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "lost": self.lost}
 
 
 def _ray_init(config: Config) -> bool:
@@ -135,8 +147,15 @@ def _ray_init(config: Config) -> bool:
 
 
 def generate(config: Config, out: str | Path, *, tasks: list[Task] | None = None, limit: int | None = None,
-             resume: bool = False, show_progress: bool = True) -> GenerationSummary:
-    """Run generation into ``out`` (JSONL). Re-running with ``resume`` skips what is stored."""
+             resume: bool = False, show_progress: bool = True, deadline_s: float | None = None,
+             limiter_kind: str = "shared", on_emulator=None) -> GenerationSummary:
+    """Run generation into ``out`` (JSONL). Re-running with ``resume`` skips what is stored.
+
+    ``deadline_s`` stops handing out new episodes after that many seconds (in-flight ones finish;
+    the rest is left for ``resume``). ``limiter_kind="langchain-per-actor"`` swaps the shared
+    limiter for LangChain's per-process one (a benchmark baseline). ``on_emulator`` is called with
+    the emulator when one is started (benchmarks read its counters).
+    """
     import ray
 
     from deepcoder.teacher.ratelimit import get_rate_limiter
@@ -165,6 +184,8 @@ def generate(config: Config, out: str | Path, *, tasks: list[Task] | None = None
                                 api_key=config.teacher.api_key.get_secret_value())
             emulator = stack.enter_context(EmulatorServer(app, port=emu_cfg.port or None))
             base_url, label = emulator.base_url, REFERENCE_LABEL
+            if on_emulator is not None:
+                on_emulator(emulator)
             if config.teacher.provider != "groq":
                 base_url += "/v1"
         elif config.teacher.api_key is None:
@@ -183,20 +204,23 @@ def generate(config: Config, out: str | Path, *, tasks: list[Task] | None = None
         limiter = get_rate_limiter(f"deepcoder-teacher-{cfg_hash}", gen.requests_per_minute, gen.tokens_per_minute)
         worker_cls = ray.remote(num_cpus=0)(GenerationWorker)
 
+        worker_limiter = limiter if limiter_kind == "shared" else limiter_kind
+
         def make_worker():
             return worker_cls.options(max_concurrency=gen.episodes_per_actor).remote(
-                config, base_url, limiter, label, cfg_hash)
+                config, base_url, worker_limiter, label, cfg_hash)
 
         workers = [make_worker() for _ in range(gen.num_actors)]
         stack.callback(lambda: [ray.kill(w) for w in workers] and None)
         stack.callback(lambda: ray.kill(limiter))
-        _drive(workers, make_worker, limiter, todo, store, summary, show_progress, gen.episodes_per_actor)
+        deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        _drive(workers, make_worker, limiter, todo, store, summary, show_progress, gen.episodes_per_actor, deadline)
     summary.seconds = time.monotonic() - started
     return summary
 
 
 def _drive(workers: list, make_worker, limiter, todo, store: TrajectoryStore, summary: GenerationSummary,
-           show_progress: bool, per_actor: int) -> None:
+           show_progress: bool, per_actor: int, deadline: float | None = None) -> None:
     """Keep every actor's episode slots busy and write each trajectory as it arrives."""
     import ray
 
@@ -210,6 +234,9 @@ def _drive(workers: list, make_worker, limiter, todo, store: TrajectoryStore, su
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("generate", total=len(todo), info="")
         while queue or inflight:
+            if deadline is not None and time.monotonic() > deadline and queue:
+                summary.deferred = len(queue)  # left for a --resume run
+                queue.clear()
             while queue and len(inflight) < slots:
                 task, sample = queue.pop()
                 index = turn % len(workers)

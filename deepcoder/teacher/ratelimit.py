@@ -72,8 +72,11 @@ class TokenBudget:
     """RPM and TPM buckets with reservations (plain Python: the Ray actor wraps it)."""
 
     def __init__(self, requests_per_minute: float, tokens_per_minute: float, burst_s: float = 1.0,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, expected_completion: float = 256.0) -> None:
         self.clock = clock
+        # Completion length is unknown when a request is sent: reserve the running mean and settle
+        # the difference when the usage comes back. One mean for the cluster learns fastest.
+        self.expected_completion = expected_completion
         now = clock()
         rps, tps = requests_per_minute / 60.0, tokens_per_minute / 60.0
         # A small burst keeps the pace even: a full minute of burst would let a fresh cluster
@@ -83,8 +86,9 @@ class TokenBudget:
         self.blocked_until = 0.0
         self.stats = LimiterStats()
 
-    def reserve(self, tokens: int) -> float:
-        """Take one request and ``tokens`` now; return the seconds to wait before sending."""
+    def reserve(self, prompt_tokens: int) -> tuple[float, int]:
+        """Take one request and its expected tokens now: (seconds to wait before sending, tokens reserved)."""
+        tokens = int(prompt_tokens + self.expected_completion)
         now = self.clock()
         for bucket in (self.requests, self.tokens):
             bucket.refill(now)
@@ -94,12 +98,14 @@ class TokenBudget:
         self.stats.reservations += 1
         self.stats.tokens_reserved += tokens
         self.stats.waited_s += delay
-        return delay
+        return delay, tokens
 
-    def settle(self, reserved: int, actual: int) -> None:
+    def settle(self, reserved: int, actual: int, completion: int | None = None) -> None:
         """Correct a reservation with the tokens the response really used."""
         self.tokens.level += reserved - actual
         self.stats.tokens_settled += actual
+        if completion:
+            self.expected_completion += 0.2 * (completion - self.expected_completion)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Follow the server: if it has fewer tokens/requests left than we think, believe it."""
@@ -127,9 +133,10 @@ class TokenBudget:
 class Limiter(Protocol):
     """What the teacher client needs from a limiter (local or the Ray actor)."""
 
-    async def reserve(self, tokens: int) -> float: ...
+    async def reserve(self, prompt_tokens: int) -> tuple[float, int]: ...
 
-    async def settle(self, reserved: int, actual: int, headers: Mapping[str, str]) -> None: ...
+    async def settle(self, reserved: int, actual: int, completion: int | None,
+                     headers: Mapping[str, str]) -> None: ...
 
     async def penalize(self, retry_after_s: float) -> None: ...
 
@@ -140,11 +147,12 @@ class LocalLimiter:
     def __init__(self, requests_per_minute: float, tokens_per_minute: float, burst_s: float = 1.0) -> None:
         self.budget = TokenBudget(requests_per_minute, tokens_per_minute, burst_s)
 
-    async def reserve(self, tokens: int) -> float:
-        return self.budget.reserve(tokens)
+    async def reserve(self, prompt_tokens: int) -> tuple[float, int]:
+        return self.budget.reserve(prompt_tokens)
 
-    async def settle(self, reserved: int, actual: int, headers: Mapping[str, str]) -> None:
-        self.budget.settle(reserved, actual)
+    async def settle(self, reserved: int, actual: int, completion: int | None,
+                     headers: Mapping[str, str]) -> None:
+        self.budget.settle(reserved, actual, completion)
         self.budget.observe(headers)
 
     async def penalize(self, retry_after_s: float) -> None:
@@ -157,11 +165,11 @@ class RateLimiterActor:
     def __init__(self, requests_per_minute: float, tokens_per_minute: float, burst_s: float = 1.0) -> None:
         self.budget = TokenBudget(requests_per_minute, tokens_per_minute, burst_s)
 
-    async def reserve(self, tokens: int) -> float:
-        return self.budget.reserve(tokens)
+    async def reserve(self, prompt_tokens: int) -> tuple[float, int]:
+        return self.budget.reserve(prompt_tokens)
 
-    async def settle(self, reserved: int, actual: int, headers: dict[str, str]) -> None:
-        self.budget.settle(reserved, actual)
+    async def settle(self, reserved: int, actual: int, completion: int | None, headers: dict[str, str]) -> None:
+        self.budget.settle(reserved, actual, completion)
         self.budget.observe(headers)
 
     async def penalize(self, retry_after_s: float) -> None:
@@ -177,14 +185,40 @@ class RayLimiter:
     def __init__(self, actor) -> None:
         self.actor = actor
 
-    async def reserve(self, tokens: int) -> float:
-        return await self.actor.reserve.remote(tokens)
+    async def reserve(self, prompt_tokens: int) -> tuple[float, int]:
+        return await self.actor.reserve.remote(prompt_tokens)
 
-    async def settle(self, reserved: int, actual: int, headers: Mapping[str, str]) -> None:
-        await self.actor.settle.remote(reserved, actual, dict(headers))
+    async def settle(self, reserved: int, actual: int, completion: int | None,
+                     headers: Mapping[str, str]) -> None:
+        await self.actor.settle.remote(reserved, actual, completion, dict(headers))
 
     async def penalize(self, retry_after_s: float) -> None:
         await self.actor.penalize.remote(retry_after_s)
+
+
+class PerProcessLangChainLimiter:
+    """LangChain's ``InMemoryRateLimiter`` behind the ``Limiter`` interface, for comparison only.
+
+    It paces requests within one process and knows nothing of tokens or of other processes, so
+    N actors each holding one send N times the budget. ``benchmarks/bench_generation.py`` runs
+    it against the shared actor."""
+
+    def __init__(self, requests_per_minute: float) -> None:
+        from langchain_core.rate_limiters import InMemoryRateLimiter
+
+        self.limiter = InMemoryRateLimiter(requests_per_second=requests_per_minute / 60.0,
+                                           check_every_n_seconds=0.01, max_bucket_size=1)
+
+    async def reserve(self, prompt_tokens: int) -> tuple[float, int]:
+        await self.limiter.aacquire()
+        return 0.0, prompt_tokens
+
+    async def settle(self, reserved: int, actual: int, completion: int | None,
+                     headers: Mapping[str, str]) -> None:
+        return None
+
+    async def penalize(self, retry_after_s: float) -> None:
+        return None
 
 
 def get_rate_limiter(name: str, requests_per_minute: float, tokens_per_minute: float,

@@ -19,6 +19,18 @@ def _fenced(code: str) -> str:
     return f"```python\n{code.rstrip()}\n```"
 
 
+_STDLIB_CALL = re.compile(r"\b(re|heapq|collections|itertools|math|bisect|functools|string|statistics|operator)"
+                          r"\.([a-z_][a-z0-9_]*)\b")
+
+
+def stdlib_lookup(code: str) -> str | None:
+    """The first stdlib call (``module.function``) a solution makes, worth a documentation lookup."""
+    for m in _STDLIB_CALL.finditer(code):
+        if re.search(rf"^\s*import\s+{m.group(1)}\b", code, re.MULTILINE):  # the module, not a variable
+            return f"{m.group(1)}.{m.group(2)}"
+    return None
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
@@ -49,6 +61,13 @@ class ReferencePolicy:
 
     def _code(self, task: Task, turn: int, observation: str) -> str:
         code = task.reference or ""
+        lookup = stdlib_lookup(code)
+        if lookup is not None:  # first check the library call the solution relies on
+            if turn == 0:
+                return (f"Thought: The task: {_first_line(task.prompt)} The natural solution uses {lookup}; "
+                        f"I will check its documentation first.\nAction: retrieve\n"
+                        f'Action Input: {{"query": "{lookup}", "k": 2}}')
+            turn -= 1
         if turn == 0:
             program = "\n\n".join(p for p in (task.test_setup, code, "\n".join(task.tests)) if p.strip())
             program += '\nprint("all tests passed")'
