@@ -596,6 +596,10 @@ class RetrievalIndex:
     def __len__(self) -> int:
         return len(self._passages)
 
+    def passages(self) -> list[dict[str, str]]:
+        """Every passage record (id, title, text, source), in index order: for question generators."""
+        return list(self._passages)
+
     def search(self, query: str, k: int | None = None) -> list[Passage]:
         """The k best passages for query, best first. Passages sharing no word with it are left out."""
         if not isinstance(query, str) or not query.strip():
