@@ -82,8 +82,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = _load(args, profile="demo")
     out = args.out or str(Path(config.paths.output_dir) / "demo")
-    summary = run_demo(config, out, per_kind=args.per_kind, console=console)
-    return 0 if summary["finished"] == summary["episodes"] else 1
+    result = run_demo(config, out, limit=args.limit, console=console)
+    return 0 if result["generation"]["failed_episodes"] == 0 else 1
 
 
 def cmd_sandbox_run(args: argparse.Namespace) -> int:
@@ -226,10 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--skip-ray", action="store_true", help="do not start Ray")
     verify.set_defaults(func=cmd_verify)
 
-    demo = sub.add_parser("demo", help="run the agent core end to end on a handful of tasks (no key, no GPU)")
+    demo = sub.add_parser("demo", help="run the pipeline so far end to end on the embedded default (no key, no GPU)")
     _common(demo)
     demo.add_argument("--out", default=None, help="output folder (default: <paths.output_dir>/demo)")
-    demo.add_argument("--per-kind", type=int, default=3, help="tasks of each kind (code, math, retrieval)")
+    demo.add_argument("--limit", type=int, default=None, help="problems (default: generation.max_problems)")
     demo.set_defaults(func=cmd_demo)
 
     sandbox = sub.add_parser("sandbox", help="run a Python file in the sandbox")
