@@ -8,11 +8,12 @@ PYTEST_ARGS ?=
 
 .PHONY: venv demo test test-all bench docs verify clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DeepCoder needs Python 3.11+ (found " + sys.version.split()[0] + ")"'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@command -v bwrap >/dev/null || echo "note: bubblewrap (bwrap) is missing; the sandbox refuses to run untrusted code without it (apt-get install -y bubblewrap)"
 	@touch $(STAMP)

@@ -61,6 +61,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from deepcoder.verify import run_checks
 
     config = _load(args)
+    if args.phase == 2:
+        return _verify_phase2(args)
     results = run_checks(config, skip_ray=args.skip_ray)
     table = Table(title=f"deepcoder verify (profile {config.profile})")
     table.add_column("check")
@@ -75,6 +77,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         console.print(f"[red]failed:[/] {', '.join(failed)}")
         return 1
     return 0
+
+
+def _verify_phase2(args: argparse.Namespace) -> int:
+    """The seed's phase-2 check: load the formatted dataset and verify mask alignment."""
+    from deepcoder.data.build import verify_dataset
+
+    if not args.dataset or not (Path(args.dataset) / "hf").is_dir():
+        raise UserError("verify --phase 2 needs --dataset DIR (the output of build-dataset)")
+    result = verify_dataset(args.dataset)
+    for problem in result["problems"][:20]:
+        console.print(f"[red]problem:[/] {problem}")
+    ok = not result["problems"] and result["rows_checked"] > 0
+    console.print(f"phase 2: {result['rows_checked']} rows checked, {len(result['problems'])} problems: "
+                  + ("[green]pass[/]" if ok else "[red]fail[/]"))
+    return 0 if ok else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -176,6 +193,23 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_dataset(args: argparse.Namespace) -> int:
+    from deepcoder.data.build import build_dataset
+
+    config = _load(args)
+    local = "://" not in args.trajectories
+    if local and not Path(args.trajectories).exists():
+        raise UserError(f"no such file or folder: {args.trajectories}")
+    try:
+        stats = build_dataset(config, args.trajectories, args.out, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"dataset in {args.out}: {stats['train']} train, {stats['validation']} validation, "
+                  f"{stats['dropped']} dropped {stats['dropped_by_reason']}; trained tokens {stats['trained_tokens']} "
+                  f"(REASON {stats['span_share']['reason']:.0%}, ACT {stats['span_share']['act']:.0%} of all tokens)")
+    return 0
+
+
 def cmd_data_report(args: argparse.Namespace) -> int:
     from deepcoder.data.report import write_report
 
@@ -224,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check Python, packages, torch, Ray, sandbox, teacher, wandb")
     _common(verify)
     verify.add_argument("--skip-ray", action="store_true", help="do not start Ray")
+    verify.add_argument("--phase", type=int, choices=(2,), default=None,
+                        help="check a phase's artefacts instead of the environment (2: dataset masks)")
+    verify.add_argument("--dataset", default=None, help="dataset folder for --phase 2")
     verify.set_defaults(func=cmd_verify)
 
     demo = sub.add_parser("demo", help="run the pipeline so far end to end on the embedded default (no key, no GPU)")
@@ -270,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--max-tokens", type=int, default=None, help="default: data.max_seq_len")
         cmd.add_argument("--reverify", action="store_true", help="re-run the task checkers (code uses the sandbox)")
         cmd.set_defaults(func=func)
+
+    build = sub.add_parser("build-dataset", help="trajectories -> REASON/ACT token masks with Ray Data")
+    _common(build)
+    build.add_argument("--trajectories", required=True, help="JSONL file or folder (local or fsspec URL)")
+    build.add_argument("--out", required=True, help="output folder (Parquet, DatasetDict, tokenizer, stats)")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    build.set_defaults(func=cmd_build_dataset)
 
     teacher = sub.add_parser("teacher", help="teacher tools")
     teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True)
