@@ -100,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = _load(args, profile="demo")
     out = args.out or str(Path(config.paths.output_dir) / "demo")
     result = run_demo(config, out, limit=args.limit, console=console)
-    return 0 if result["generation"]["failed_episodes"] == 0 else 1
+    return 0 if result["generation"]["failed_episodes"] == 0 and result["alignment_problems"] == 0 else 1
 
 
 def cmd_sandbox_run(args: argparse.Namespace) -> int:

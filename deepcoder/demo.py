@@ -4,6 +4,8 @@
    stand-in), the real groq client talks to it from Ray actors under the shared rate limiter,
    tools run in the sandbox and the BM25 index, trajectories are stored durably.
 2. **QC report**: every trajectory is parsed and checked again; a Markdown report with plots.
+3. **Dataset**: Ray Data turns the trajectories into REASON/ACT token masks in the student's chat
+   format (train/validation DatasetDict, Parquet, tokenizer, stats), then every row is verified.
 
 Re-running resumes: stored trajectories are kept and skipped. Later stages (dataset, training,
 evaluation, serving) extend this demo as they land.
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deepcoder.config import Config
+from deepcoder.data.build import build_dataset, verify_dataset
 from deepcoder.data.report import write_report
 from deepcoder.teacher.generate import generate
 
@@ -43,7 +46,16 @@ def run_demo(config: Config, out_dir: str | Path, limit: int | None = None, cons
                       _pct(row.get("format_validity_rate")), _pct(row.get("tool_success_rate")))
     console.print(table)
     console.print(f"kept {stats['kept']}/{stats['total']}; trajectories: {trajectories}; report: {report}")
-    result = {"generation": summary.to_dict(), "quality": {k: stats[k] for k in ("total", "kept", "verified")}}
+    console.rule("[bold]3. dataset[/] (Ray Data: segment, chat template, tokenize, masks)")
+    dataset = build_dataset(config, str(trajectories), out / "dataset", overwrite=True)
+    check = verify_dataset(out / "dataset")
+    console.print(f"{dataset['train']} train / {dataset['validation']} validation examples, "
+                  f"{dataset['trained_tokens']} trained tokens (REASON {dataset['span_share']['reason']:.0%}, "
+                  f"ACT {dataset['span_share']['act']:.0%}); alignment check: {check['rows_checked']} rows, "
+                  f"{len(check['problems'])} problems")
+    result = {"generation": summary.to_dict(), "quality": {k: stats[k] for k in ("total", "kept", "verified")},
+              "dataset": {k: dataset[k] for k in ("train", "validation", "dropped", "trained_tokens")},
+              "alignment_problems": len(check["problems"])}
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 

@@ -77,6 +77,8 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path, cache_dir) -> None:
     lines = (out / "trajectories.jsonl").read_text().splitlines()
     assert len(lines) == 6 and all(json.loads(line)["status"] == "finished" for line in lines)
     assert (out / "report" / "report.md").is_file() and (out / "report" / "failure_reasons.png").is_file()
+    assert summary["dataset"]["train"] + summary["dataset"]["validation"] == 6 and summary["alignment_problems"] == 0
+    assert (out / "dataset" / "hf" / "dataset_dict.json").is_file()
     again = run("demo", "--out", str(out), "--limit", "6", env=env)
     assert again.returncode == 0 and len((out / "trajectories.jsonl").read_text().splitlines()) == 6
 

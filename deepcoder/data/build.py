@@ -139,7 +139,7 @@ def build_dataset(config: Config, trajectories: str, out: str | Path, *, batch_s
         cpus = float(ray.cluster_resources().get("CPU", 1))
         actors, per_actor = _pool_size(cpus)
         # Enough blocks to keep every actor busy and balanced even when the input is one file.
-        ds = ray.data.read_text(trajectories, ray_remote_args={"num_cpus": 0.25}, override_num_blocks=actors * 16)
+        ds = ray.data.read_text(trajectories, num_cpus=0.25, override_num_blocks=actors * 16)
         ds = ds.map_batches(
             TokenizeTrajectories,
             fn_constructor_kwargs={"spec": spec, "max_seq_len": config.data.max_seq_len,
