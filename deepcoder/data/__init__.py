@@ -1,1 +1,1 @@
-"""Problem sets and (later) the trajectory-to-dataset pipeline."""
+"""Problem sets and generators, the durable trajectory store, quality control, and phase 2 (masks on Ray Data)."""

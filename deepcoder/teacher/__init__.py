@@ -1,1 +1,1 @@
-"""Teachers: policies that solve tasks (reference solutions now; API models later)."""
+"""The teacher: API client, Groq emulator, rate limiting, the reference teacher, and generation on Ray."""
