@@ -1,0 +1,1 @@
+"""Phase 3: the SAD loss, the trainer, student loading, Ray Train and Ray Tune."""
