@@ -95,25 +95,28 @@ def sad_loss(
     if teacher_logits is not None and teacher_topk is not None:
         raise ValueError("give teacher_logits or teacher_topk, not both")
 
-    targets = labels[:, 1:]
-    masks = {"reason": reason_mask[:, 1:].bool(), "act": action_mask[:, 1:].bool()}
+    # Shift the targets, not the logits: slicing logits[:, :-1] and flattening it would copy the
+    # whole [B, T, V] tensor. Position t predicts token t+1; the last position predicts nothing.
+    def shift(tensor: torch.Tensor, fill: int) -> torch.Tensor:
+        return F.pad(tensor[:, 1:], (0, 1), value=fill)
+
+    targets = shift(labels, IGNORE_INDEX)
+    masks = {"reason": shift(reason_mask, 0).bool(), "act": shift(action_mask, 0).bool()}
     weights = {"reason": lambda_reason, "act": lambda_act}
     if lambda_obs:
-        masks["observation"] = observation_mask[:, 1:].bool()  # type: ignore[index]
+        masks["observation"] = shift(observation_mask, 0).bool()  # type: ignore[arg-type]
         weights["observation"] = lambda_obs
-        targets = torch.where(masks["observation"], input_ids[:, 1:], targets)  # type: ignore[index]
+        targets = torch.where(masks["observation"], shift(input_ids, IGNORE_INDEX), targets)  # type: ignore[arg-type]
     trained = torch.zeros_like(targets, dtype=torch.bool)
     for mask in masks.values():
         trained |= mask
     targets = targets.masked_fill(~trained, IGNORE_INDEX)
-    shifted = logits[:, :-1]
+    shifted = logits
 
     if teacher_logits is None and teacher_topk is None:
-        per_token = _token_ce(shifted, targets, chunk_size)
+        per_token = _token_ce(logits, targets, chunk_size)
     else:
-        per_token = _token_kl(shifted, teacher_logits[:, :-1] if teacher_logits is not None else None,
-                              (teacher_topk[0][:, :-1], teacher_topk[1][:, :-1]) if teacher_topk is not None else None)
-        per_token = per_token * trained
+        per_token = _token_kl(logits, teacher_logits, teacher_topk) * trained
 
     sums = {kind: (per_token * mask).sum() for kind, mask in masks.items()}
     counts = {kind: mask.sum() for kind, mask in masks.items()}
