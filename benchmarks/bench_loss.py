@@ -52,8 +52,10 @@ def child(variant: str, steps: int, batch: int, seq: int) -> dict:
         if variant == "sft":
             loss = model(input_ids=ids, labels=labels).loss
         else:
-            logits = model(input_ids=ids).logits
-            loss, _ = sad_loss(logits, labels, reason, action, lambda_reason=0.5, lambda_act=1.0)
+            # as SADTrainer.compute_loss does: no reference to the logits outlives the loss call,
+            # so autograd can free them during backward exactly as in the SFT path
+            loss, _ = sad_loss(model(input_ids=ids).logits, labels, reason, action, lambda_reason=0.5,
+                               lambda_act=1.0)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
