@@ -210,6 +210,21 @@ def cmd_build_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from deepcoder.train.run import train_student
+
+    config = _load(args)
+    if not (Path(args.dataset) / "hf").is_dir():
+        raise UserError(f"{args.dataset} is not a dataset folder from build-dataset (no hf/ inside)")
+    out = args.out or str(Path(config.paths.output_dir) / "train")
+    summary = train_student(config, args.dataset, out, resume=args.resume, max_steps=args.max_steps)
+    metrics = summary["metrics"]
+    console.print(f"trained {summary['global_step']} steps ({summary['loading_path']}); train loss "
+                  f"{metrics.get('train_loss', float('nan')):.4f}, eval loss {metrics.get('eval_loss', float('nan')):.4f}; "
+                  f"adapter {summary['export'].get('adapter')}, merged {summary['export'].get('merged')}")
+    return 0
+
+
 def cmd_data_report(args: argparse.Namespace) -> int:
     from deepcoder.data.report import write_report
 
@@ -314,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="output folder (Parquet, DatasetDict, tokenizer, stats)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     build.set_defaults(func=cmd_build_dataset)
+
+    train = sub.add_parser("train", help="SAD-train the student on a build-dataset folder (checkpoints, resume, export)")
+    _common(train)
+    train.add_argument("--dataset", required=True, help="output folder of build-dataset")
+    train.add_argument("--out", default=None, help="run folder (default: <paths.output_dir>/train)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.add_argument("--max-steps", type=int, default=None, help="override training.max_steps")
+    train.set_defaults(func=cmd_train)
 
     teacher = sub.add_parser("teacher", help="teacher tools")
     teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True)
