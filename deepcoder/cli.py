@@ -217,7 +217,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (Path(args.dataset) / "hf").is_dir():
         raise UserError(f"{args.dataset} is not a dataset folder from build-dataset (no hf/ inside)")
     out = args.out or str(Path(config.paths.output_dir) / "train")
-    summary = train_student(config, args.dataset, out, resume=args.resume, max_steps=args.max_steps)
+    if config.training.num_workers > 0:
+        import ray
+
+        from deepcoder.train.ray_train import ray_train
+
+        if not ray.is_initialized():
+            ray.init(address=config.ray.address, num_cpus=None if config.ray.address else config.ray.num_cpus)
+        result = ray_train(config, args.dataset, out, max_steps=args.max_steps)
+        if result.error is not None:
+            raise UserError(f"Ray Train failed: {result.error}")
+        summary = json.loads((Path(out) / "train_summary.json").read_text(encoding="utf-8"))
+    else:
+        summary = train_student(config, args.dataset, out, resume=args.resume, max_steps=args.max_steps)
     metrics = summary["metrics"]
     console.print(f"trained {summary['global_step']} steps ({summary['loading_path']}); train loss "
                   f"{metrics.get('train_loss', float('nan')):.4f}, eval loss {metrics.get('eval_loss', float('nan')):.4f}; "

@@ -116,7 +116,7 @@ class TrainingConfig(_Section):
     max_steps: int = Field(-1, description="-1 = run num_epochs.")
     per_device_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(8, ge=1)
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = train in this process.")
     use_gpu: bool = False
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(100, ge=1)

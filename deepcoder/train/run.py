@@ -55,8 +55,14 @@ def sft_args(config: Config, out: Path, *, max_steps: int | None = None, report_
 
 
 def train_student(config: Config, dataset_dir: str | Path, out: str | Path, *, resume: bool = False,
-                  max_steps: int | None = None, extra_callbacks: list | None = None) -> dict[str, Any]:
-    """One process's training run; returns the final metrics and where the export went."""
+                  max_steps: int | None = None, extra_callbacks: list | None = None,
+                  resume_from: str | None = None, prepare=None) -> dict[str, Any]:
+    """One process's training run; returns the final metrics and where the export went.
+
+    ``resume`` continues from the last checkpoint in ``out``; ``resume_from`` names a checkpoint
+    folder (Ray Train passes the one it restored). ``prepare`` wraps the trainer (Ray Train's
+    ``prepare_trainer``) before training starts.
+    """
     import datasets
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -81,7 +87,9 @@ def train_student(config: Config, dataset_dir: str | Path, out: str | Path, *, r
         sad=SADLossConfig.from_config(config.training),
         callbacks=[MetricsFileCallback(out), *(extra_callbacks or [])],
     )
-    checkpoint = get_last_checkpoint(str(out)) if resume and any(out.glob("checkpoint-*")) else None
+    if prepare is not None:
+        trainer = prepare(trainer)
+    checkpoint = resume_from or (get_last_checkpoint(str(out)) if resume and any(out.glob("checkpoint-*")) else None)
     if resume and checkpoint is None:
         logger.info("no checkpoint in %s; starting from scratch", out)
     result = trainer.train(resume_from_checkpoint=checkpoint)
