@@ -237,6 +237,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import ray
+
+    from deepcoder.train.sweep import sweep
+
+    config = _load(args)
+    if not (Path(args.dataset) / "hf").is_dir():
+        raise UserError(f"{args.dataset} is not a dataset folder from build-dataset (no hf/ inside)")
+    out = args.out or str(Path(config.paths.output_dir) / "sweep")
+    if not ray.is_initialized():
+        ray.init(address=config.ray.address, num_cpus=None if config.ray.address else config.ray.num_cpus)
+    table = sweep(config, args.dataset, out, search=args.search, num_samples=args.num_samples,
+                  max_steps=args.max_steps)
+    console.print(table.to_string(index=False))
+    console.print(f"results: {out}/results.csv, {out}/results.md, heatmap {out}/heatmap.png")
+    return 0
+
+
 def cmd_data_report(args: argparse.Namespace) -> int:
     from deepcoder.data.report import write_report
 
@@ -349,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--max-steps", type=int, default=None, help="override training.max_steps")
     train.set_defaults(func=cmd_train)
+
+    sweep_p = sub.add_parser("sweep", help="Ray Tune sweep over lambda_reason, lambda_act and the learning rate (ASHA)")
+    _common(sweep_p)
+    sweep_p.add_argument("--dataset", required=True, help="output folder of build-dataset")
+    sweep_p.add_argument("--out", default=None, help="sweep folder (default: <paths.output_dir>/sweep)")
+    sweep_p.add_argument("--search", choices=("grid", "random"), default="grid")
+    sweep_p.add_argument("--num-samples", type=int, default=4, help="trials for random search")
+    sweep_p.add_argument("--max-steps", type=int, default=None, help="steps per trial (default: training.max_steps)")
+    sweep_p.set_defaults(func=cmd_sweep)
 
     teacher = sub.add_parser("teacher", help="teacher tools")
     teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True)

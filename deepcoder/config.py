@@ -128,7 +128,8 @@ class SweepConfig(_Section):
 
     lambda_reason: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
     lambda_act: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
-    metric: str = "eval_loss"
+    learning_rate: list[float] = Field(default_factory=lambda: [2e-4])
+    metric: str = Field("eval_loss_span_sum", description="Comparable across λ: REASON + ACT loss, unweighted.")
     mode: Literal["min", "max"] = "min"
     max_concurrent_trials: int = Field(1, ge=1)
 

@@ -94,6 +94,8 @@ class SADTrainer(SFTTrainer):
         for key, value in parts.items():
             if key.startswith(("loss_", "accuracy_")):
                 self._metrics[mode][key].append(float(value))
+        # λ-free quality for comparing runs with different λ (sweeps): REASON + ACT cross-entropy
+        self._metrics[mode]["loss_span_sum"].append(float(parts["loss_reason"] + parts["loss_act"]))
         return (loss, outputs) if return_outputs else loss
 
 
