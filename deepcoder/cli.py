@@ -210,20 +210,22 @@ def cmd_build_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_dataset(folder: str) -> None:
+    if not (Path(folder) / "hf").is_dir():
+        raise UserError(f"{folder} is not a dataset folder from build-dataset (no hf/ inside)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from deepcoder.train.run import train_student
 
     config = _load(args)
-    if not (Path(args.dataset) / "hf").is_dir():
-        raise UserError(f"{args.dataset} is not a dataset folder from build-dataset (no hf/ inside)")
+    _require_dataset(args.dataset)
     out = args.out or str(Path(config.paths.output_dir) / "train")
     if config.training.num_workers > 0:
-        import ray
-
+        from deepcoder.cluster import init_ray
         from deepcoder.train.ray_train import ray_train
 
-        if not ray.is_initialized():
-            ray.init(address=config.ray.address, num_cpus=None if config.ray.address else config.ray.num_cpus)
+        init_ray(config)
         result = ray_train(config, args.dataset, out, max_steps=args.max_steps)
         if result.error is not None:
             raise UserError(f"Ray Train failed: {result.error}")
@@ -238,16 +240,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import ray
-
+    from deepcoder.cluster import init_ray
     from deepcoder.train.sweep import sweep
 
     config = _load(args)
-    if not (Path(args.dataset) / "hf").is_dir():
-        raise UserError(f"{args.dataset} is not a dataset folder from build-dataset (no hf/ inside)")
+    _require_dataset(args.dataset)
     out = args.out or str(Path(config.paths.output_dir) / "sweep")
-    if not ray.is_initialized():
-        ray.init(address=config.ray.address, num_cpus=None if config.ray.address else config.ray.num_cpus)
+    init_ray(config)
     table = sweep(config, args.dataset, out, search=args.search, num_samples=args.num_samples,
                   max_steps=args.max_steps)
     console.print(table.to_string(index=False))

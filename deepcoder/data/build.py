@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from deepcoder.cluster import init_ray
 from deepcoder.config import Config
 
 logger = logging.getLogger(__name__)
@@ -131,10 +132,7 @@ def build_dataset(config: Config, trajectories: str, out: str | Path, *, batch_s
     started = time.monotonic()
     tokenizer = load_tokenizer(config.data.tokenizer, cache_dir=config.paths.cache_dir)
     spec = TokenizerSpec.from_hf(tokenizer)
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=config.ray.address, num_cpus=None if config.ray.address else config.ray.num_cpus,
-                 include_dashboard=False, log_to_driver=False)
+    started_ray = init_ray(config, log_to_driver=False)
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1))
         actors, per_actor = _pool_size(cpus)

@@ -351,18 +351,16 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-@dataclass
-class SourceStats:
-    """The per-source row of the report; rates other than ``kept_rate`` are over readable records."""
+class _Rates:
+    """The rates both the totals and each source report (the fields come from the dataclass)."""
 
-    total: int = 0
-    readable: int = 0
-    kept: int = 0
-    verified: int = 0
-    format_valid: int = 0
-    tool_calls: int = 0
-    failed_tool_calls: int = 0
-    reasons: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in REASONS})
+    kept: int
+    total: int
+    verified: int
+    readable: int
+    format_valid: int
+    tool_calls: int
+    failed_tool_calls: int
 
     @property
     def kept_rate(self) -> float | None:
@@ -380,13 +378,27 @@ class SourceStats:
     def tool_success_rate(self) -> float | None:
         return _rate(self.tool_calls - self.failed_tool_calls, self.tool_calls)
 
+
+@dataclass
+class SourceStats(_Rates):
+    """The per-source row of the report; rates other than ``kept_rate`` are over readable records."""
+
+    total: int = 0
+    readable: int = 0
+    kept: int = 0
+    verified: int = 0
+    format_valid: int = 0
+    tool_calls: int = 0
+    failed_tool_calls: int = 0
+    reasons: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in REASONS})
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kept_rate": self.kept_rate, "verified_rate": self.verified_rate,
                 "format_validity_rate": self.format_validity_rate, "tool_success_rate": self.tool_success_rate}
 
 
 @dataclass
-class QualityStats:
+class QualityStats(_Rates):
     """Aggregate numbers over a set of assessments. Rates are None when their base is zero.
 
     ``verified_rate`` and ``format_validity_rate`` are over the readable records;
@@ -412,22 +424,6 @@ class QualityStats:
     @property
     def dropped(self) -> int:
         return self.total - self.kept
-
-    @property
-    def kept_rate(self) -> float | None:
-        return _rate(self.kept, self.total)
-
-    @property
-    def verified_rate(self) -> float | None:
-        return _rate(self.verified, self.readable)
-
-    @property
-    def format_validity_rate(self) -> float | None:
-        return _rate(self.format_valid, self.readable)
-
-    @property
-    def tool_success_rate(self) -> float | None:
-        return _rate(self.tool_calls - self.failed_tool_calls, self.tool_calls)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only: ``json.dumps(stats.to_dict())`` always works."""

@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from deepcoder.agent.grading import check
 from deepcoder.agent.loop import Agent, AgentLimits
 from deepcoder.agent.types import Task, Trajectory
+from deepcoder.cluster import init_ray
 from deepcoder.config import Config
 from deepcoder.data.store import TrajectoryStore
 from deepcoder.teacher.emulator import EmulatorServer, reference_app
@@ -133,19 +134,6 @@ class GenerationSummary:
         return {**asdict(self), "lost": self.lost}
 
 
-def _ray_init(config: Config) -> bool:
-    """Join the configured cluster or start a local one; True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(address=config.ray.address, num_cpus=None if config.ray.address else config.ray.num_cpus,
-             num_gpus=None if config.ray.address else config.ray.num_gpus,
-             include_dashboard=False if config.ray.address is None else None, log_to_driver=True,
-             logging_level=logging.WARNING)
-    return True
-
-
 def generate(config: Config, out: str | Path, *, tasks: list[Task] | None = None, limit: int | None = None,
              resume: bool = False, show_progress: bool = True, deadline_s: float | None = None,
              limiter_kind: str = "shared", on_emulator=None) -> GenerationSummary:
@@ -197,7 +185,7 @@ def generate(config: Config, out: str | Path, *, tasks: list[Task] | None = None
         if not todo:
             summary.seconds = time.monotonic() - started
             return summary
-        started_ray = _ray_init(config)
+        started_ray = init_ray(config)
         if started_ray:
             stack.callback(ray.shutdown)
         cfg_hash = config_hash(config)
