@@ -254,14 +254,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data_report(args: argparse.Namespace) -> int:
-    from deepcoder.data.report import write_report
-
+def _quality_inputs(args: argparse.Namespace) -> tuple[Config, Path, int]:
+    """Config, the trajectories file (which must exist) and the token limit of `data report|filter`."""
     config = _load(args)
     path = Path(args.trajectories)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
-    max_tokens = args.max_tokens if args.max_tokens is not None else config.data.max_seq_len
+    return config, path, args.max_tokens if args.max_tokens is not None else config.data.max_seq_len
+
+
+def cmd_data_report(args: argparse.Namespace) -> int:
+    from deepcoder.data.report import write_report
+
+    config, path, max_tokens = _quality_inputs(args)
     report = write_report(path, args.out, max_tokens=max_tokens, reverify=args.reverify, sandbox=config.sandbox)
     stats = json.loads((report.parent / "quality.json").read_text(encoding="utf-8"))
     console.print(f"kept {stats['kept']}/{stats['total']}; report: {report}")
@@ -271,11 +276,7 @@ def cmd_data_report(args: argparse.Namespace) -> int:
 def cmd_data_filter(args: argparse.Namespace) -> int:
     from deepcoder.data.quality import filter_trajectories
 
-    config = _load(args)
-    path = Path(args.trajectories)
-    if not path.is_file():
-        raise UserError(f"no such file: {path}")
-    max_tokens = args.max_tokens if args.max_tokens is not None else config.data.max_seq_len
+    config, path, max_tokens = _quality_inputs(args)
     stats = filter_trajectories(path, args.out, max_tokens=max_tokens, reverify=args.reverify,
                                 sandbox=config.sandbox)
     console.print(f"kept {stats.kept}/{stats.total} in {args.out}; dropped by reason: {stats.reasons}")
