@@ -283,6 +283,40 @@ def cmd_data_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_run(args: argparse.Namespace) -> int:
+    from deepcoder.eval.run import evaluate
+    from deepcoder.eval.runners import EvalError, ModelSpec
+
+    config = _load(args)
+    if args.limit is not None:
+        config.eval.max_problems = args.limit
+        config.eval.agentic_per_set = args.limit
+    if args.benchmarks:
+        config.eval.benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    try:
+        models = [ModelSpec.parse(m) for m in (args.model or [])]
+        out = args.out or str(Path(config.paths.output_dir) / "eval")
+        report = evaluate(config, models, out, show_progress=not args.quiet)
+    except EvalError as exc:
+        raise UserError(str(exc)) from None
+    for row in report["kpis"]:
+        console.print(f"{row['kpi']}: {row['value']:.3f} (target {row['target']}, {'met' if row['met'] else 'not met'})")
+    console.print(f"report: {out}/report.md (JSON {out}/report.json, plots {out}/plots/)")
+    return 0
+
+
+def cmd_eval_report(args: argparse.Namespace) -> int:
+    from deepcoder.eval.report import rebuild_report
+    from deepcoder.eval.runners import EvalError
+
+    try:
+        rebuild_report(args.dir)
+    except EvalError as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"report: {args.dir}/report.md")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ parser
 
 
@@ -384,6 +418,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve_local.add_argument("--port", type=int, default=None)
     serve_local.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
     serve_local.set_defaults(func=cmd_serve_local)
+
+    ev = sub.add_parser("eval", help="evaluate teacher and students: pass@k, agentic suite, safety, report")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    ev_run = ev_sub.add_parser("run", help="evaluate models into --out and write the report (resumable)")
+    _common(ev_run)
+    ev_run.add_argument("--model", action="append", metavar="SPEC",
+                        help="NAME=SOURCE (student: smollm2, a merged export folder, an HF id), "
+                             "NAME=ADAPTER@BASE, or 'teacher'; repeat to compare")
+    ev_run.add_argument("--out", default=None, help="output folder (default: <output_dir>/eval)")
+    ev_run.add_argument("--limit", type=int, default=None, help="problems per benchmark and per agentic set")
+    ev_run.add_argument("--benchmarks", default=None, help="comma-separated: humaneval,mbpp,agentic")
+    ev_run.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev_run.set_defaults(func=cmd_eval_run)
+    ev_report = ev_sub.add_parser("report", help="rebuild report.md/json and plots from an eval folder")
+    ev_report.add_argument("dir")
+    ev_report.set_defaults(func=cmd_eval_report)
 
     seg = sub.add_parser("segment", help="show the REASON/ACT/OBSERVATION spans of a trajectory text")
     seg.add_argument("file", help="text file, or '-' for stdin")

@@ -144,8 +144,23 @@ class EvalConfig(_Section):
     num_samples: int = Field(10, ge=1)
     temperature: float = Field(0.8, ge=0.0)
     timeout_s: float = Field(10.0, gt=0)
-    workers: int = Field(2, ge=1)
-    max_problems: int | None = Field(None, ge=1)
+    workers: int = Field(2, ge=1, description="Parallel sandboxed checks for pass@k.")
+    max_problems: int | None = Field(None, ge=1, description="First N problems of each benchmark (None = all).")
+    max_new_tokens: int = Field(384, ge=1, description="Per benchmark sample and per agent step of a student.")
+    agentic_sets: list[str] = Field(default_factory=lambda: ["mbpp", "math", "retrieval"],
+                                    description="Held-out splits solved through the agent loop.")
+    ood_sets: list[str] = Field(default_factory=lambda: ["humaneval", "ood"],
+                                description="Task kinds never trained on, reported apart: humaneval, ood.")
+    agentic_per_set: int | None = Field(20, ge=1, description="Problems per agentic set (None = all).")
+    agentic_samples: int = Field(1, ge=1, description="Episodes per problem; 2+ measures consistency.")
+    agentic_temperature: float = Field(0.0, ge=0.0, description="Student temperature in the agentic suite.")
+    max_steps: int = Field(6, ge=1)
+    step_timeout_s: float = Field(120.0, gt=0)
+    episode_timeout_s: float = Field(600.0, gt=0)
+    concurrency: int = Field(4, ge=1, description="Episodes (or teacher requests) in flight at once.")
+    teacher_usd_per_mtok_in: float = Field(0.15, ge=0, description="Teacher price per 1M input tokens.")
+    teacher_usd_per_mtok_out: float = Field(0.75, ge=0, description="Teacher price per 1M output tokens.")
+    student_usd_per_hour: float = Field(1.0, ge=0, description="Hourly price of the machine serving the student.")
 
 
 class ServeConfig(_Section):
@@ -154,10 +169,27 @@ class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     api_keys_env: str = Field("DEEPCODER_API_KEYS", description="Comma-separated keys, hashed at start.")
-    requests_per_minute: int = Field(60, ge=1)
-    max_steps: int = Field(8, ge=1)
-    request_timeout_s: float = Field(120.0, gt=0)
-    cache_ttl_s: float = Field(300.0, ge=0)
+    api_keys: list[SecretStr] = Field(default_factory=list, description="More keys (hashed at start); prefer the env.")
+    api_key_hashes: list[str] = Field(default_factory=list, description="SHA-256 hex digests of accepted keys.")
+    requests_per_minute: int = Field(60, ge=1, description="Per key and per ingress replica.")
+    key_requests_per_minute: dict[str, int] = Field(
+        default_factory=dict, description="Per-key overrides, by key id (first 12 hex of the key's SHA-256).")
+    max_steps: int = Field(8, ge=1, description="The most steps a request may ask for (and the default).")
+    request_timeout_s: float = Field(120.0, gt=0, description="The most a request may ask for (and the default).")
+    step_timeout_s: float = Field(60.0, gt=0, description="One model call inside a run.")
+    cache_ttl_s: float = Field(300.0, ge=0, description="Response cache for identical greedy requests (0 = off).")
+    cache_max_entries: int = Field(1024, ge=0)
+    max_prompt_chars: int = Field(20000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    session_ttl_s: float = Field(1800.0, gt=0, description="Idle time after which a session expires.")
+    session_max_turns: int = Field(20, ge=1)
+    max_sessions: int = Field(10000, ge=1)
+    model: str = Field("smollm2", description="Student to serve: 'smollm2', a merged export folder, or a LoRA "
+                                              "adapter folder (then base_model).")
+    base_model: str | None = Field(None, description="Base of a LoRA adapter (None = its adapter_config.json).")
+    tokenizer: str | None = Field(None, description="None = the model's own (smollm2's for a GGUF).")
+    model_name: str | None = Field(None, description="Served model id and version label (None = from model).")
+    max_new_tokens: int = Field(256, ge=1, le=32768)
 
 
 class SandboxConfig(_Section):
@@ -248,7 +280,8 @@ class Config(_Section):
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
-        found = [s.get_secret_value() for s in (self.teacher.api_key, self.wandb.api_key) if s is not None]
+        found = [s.get_secret_value() for s in (self.teacher.api_key, self.wandb.api_key, *self.serve.api_keys)
+                 if s is not None]
         return [s for s in found if s]
 
     def masked_dict(self) -> dict[str, Any]:

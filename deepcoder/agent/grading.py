@@ -62,7 +62,7 @@ def check(task: Task, answer: str | None, *, sandbox: SandboxConfig | None = Non
         return Verdict(False, f"tests failed: {why[:300]}")
     if task.answer is None:
         return Verdict(False, "task has no reference answer")
-    if task.kind == "math":
+    if task.kind == "math" or re.fullmatch(r"-?\d+(\.\d+)?", task.answer.strip()):
         expected, got = _last_number(task.answer), _last_number(answer)
         if expected is not None:
             passed = got is not None and got == expected

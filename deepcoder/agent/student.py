@@ -118,8 +118,14 @@ class StudentPolicy(SyncPolicy):
             if isinstance(exc, ModelLoadError):
                 raise
             raise ModelLoadError(f"cannot load student {source!r}: {exc}") from None
-        if tokenizer is not None or tok is None:
-            tok = load_tokenizer(tokenizer or "smollm2")
+        if tokenizer is not None:
+            tok = load_tokenizer(tokenizer)
+        elif tok is None and (source == "smollm2" or path.suffix == ".gguf"):
+            tok = load_tokenizer("smollm2")
+        elif tok is None:  # a cached HF id: its own tokenizer, from the cache only
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
         if torch.cuda.is_available():
             model = model.to("cuda")
         return cls(model, tok, name=name, backend="transformers", **kwargs)

@@ -81,6 +81,8 @@ class EmulatorStats:
 def split_reasoning(text: str) -> tuple[str, str]:
     """(reasoning, the rest) of a ReAct reply: reasoning spans become the provider's reasoning."""
     parsed = parse_steps(text)
+    if not any(step.action for step in parsed.steps):  # a plain answer (no ReAct step) stays content
+        return "", text.strip()
     reasoning = "\n\n".join(step.thought for step in parsed.steps if step.thought)
     rest = "\n".join(s.text_of(text) for s in parsed.segmentation.spans if s.kind != "reason")
     return reasoning.strip(), rest.strip()
