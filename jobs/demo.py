@@ -1,4 +1,4 @@
-"""`ray job submit --working-dir . -- python jobs/demo.py [--profile demo]`: the agent-core demo as a Ray job."""
+"""`ray job submit --working-dir . -- python jobs/demo.py`: the pipeline on the embedded default as a Ray job."""
 
 import sys
 

@@ -33,7 +33,7 @@ def built(ray_cluster, tmp_path_factory, cache_dir):
     lines = [t.model_dump_json() for t in good + bad] + ["{not json"]
     source.write_text("\n".join(lines) + "\n")
     config = load_config("demo", env={}, overrides={"paths": {"cache_dir": cache_dir},
-                                                     "data": {"val_fraction": 0.25, "seed": 3}})
+                                                     "data": {"val_fraction": 0.25, "seed": 3, "tokenizer": "qwen2.5"}})
     out = folder / "dataset"
     stats = build_dataset(config, f"file://{source}", out)
     return out, stats, config
@@ -87,4 +87,5 @@ def test_cli_phase_two(built) -> None:
 
     out, _, _ = built
     assert cli.main(["verify", "--phase", "2", "--dataset", str(out)]) == 0
-    assert cli.main(["verify", "--phase", "2"]) == 2
+    assert cli.main(["verify", "--phase", "2", "--dataset", str(out.parent)]) == 2  # not a dataset folder
+    assert cli.main(["verify", "--phase", "2", "--run", str(out.parent / "nothing-here")]) == 1

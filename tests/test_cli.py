@@ -67,20 +67,10 @@ def test_retrieve_command(cache_dir) -> None:
     assert "stdlib:math.gcd" in ids
 
 
-def test_demo_runs_end_to_end_and_is_idempotent(tmp_path, cache_dir) -> None:
-    out = tmp_path / "demo"
-    env = {"DEEPCODER_PATHS__CACHE_DIR": cache_dir}
-    result = run("demo", "--out", str(out), "--limit", "6", env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["generation"]["written"] == 6 and summary["quality"]["verified"] == 6
-    lines = (out / "trajectories.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and all(json.loads(line)["status"] == "finished" for line in lines)
-    assert (out / "report" / "report.md").is_file() and (out / "report" / "failure_reasons.png").is_file()
-    assert summary["dataset"]["train"] + summary["dataset"]["validation"] == 6 and summary["alignment_problems"] == 0
-    assert (out / "dataset" / "hf" / "dataset_dict.json").is_file()
-    again = run("demo", "--out", str(out), "--limit", "6", env=env)
-    assert again.returncode == 0 and len((out / "trajectories.jsonl").read_text().splitlines()) == 6
+def test_pipeline_and_demo_commands_exist() -> None:
+    """The pipeline itself is tested in test_pipeline.py (fast stages) and test_pipeline_embedded.py."""
+    for command in ("pipeline", "demo", "experiment"):
+        assert run(command, "--help").returncode == 0
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])

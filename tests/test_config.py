@@ -19,7 +19,7 @@ def test_every_profile_loads(profile: str) -> None:
 def test_profiles_differ_where_they_should() -> None:
     demo, cluster = load_config("demo", env={}), load_config("cluster", env={})
     assert demo.teacher.use_emulator and not cluster.teacher.use_emulator
-    assert demo.student.model_name_or_path.endswith("SmolLM2-135M-Instruct")
+    assert demo.student.model_name_or_path == "smollm2" and demo.data.tokenizer == "smollm2"
     assert cluster.student.model_name_or_path == "Qwen/Qwen2.5-3B-Instruct"
     assert cluster.training.use_gpu and not demo.training.use_gpu
 

@@ -41,7 +41,7 @@ def hardware() -> str:
 
     cpu = platform.processor() or platform.machine()
     text = f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}"
-    if torch.cuda.is_available():
+    if torch.cuda.is_available():  # pragma: no cover - GPU
         text += f", GPU {torch.cuda.get_device_name(0)}"
     else:
         text += ", no GPU"

@@ -101,7 +101,7 @@ def load_student(config: Config, *, source: str | None = None) -> LoadedStudent:
     if student.use_unsloth == "yes" and not unsloth:
         raise ModelLoadError("student.use_unsloth is 'yes' but Unsloth or a CUDA GPU is missing "
                              "(pip install -r requirements-gpu.txt on a GPU node)")
-    if unsloth:
+    if unsloth:  # pragma: no cover - GPU
         from unsloth import FastLanguageModel
 
         model, _ = FastLanguageModel.from_pretrained(source, load_in_4bit=student.load_in_4bit,
@@ -114,7 +114,7 @@ def load_student(config: Config, *, source: str | None = None) -> LoadedStudent:
 
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    if gpu and student.load_in_4bit:
+    if gpu and student.load_in_4bit:  # pragma: no cover - GPU
         from transformers import BitsAndBytesConfig
 
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -125,7 +125,7 @@ def load_student(config: Config, *, source: str | None = None) -> LoadedStudent:
     else:
         dtype = torch.bfloat16 if gpu else torch.float32
         model = _load_plain(source, dtype)
-        if gpu:
+        if gpu:  # pragma: no cover - GPU
             model = model.to("cuda")
         if student.gradient_checkpointing:
             model.gradient_checkpointing_enable()
