@@ -35,6 +35,7 @@ verify: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sandbox.py
 	$(BIN)/python benchmarks/bench_generation.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 docs: $(STAMP)
 	$(BIN)/deepcoder config reference > docs/configuration.md

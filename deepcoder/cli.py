@@ -235,51 +235,27 @@ def _serve_config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`serve run`: the agent app on Serve until Ctrl-C; `serve smoke`: start, one real request, stop."""
-    import secrets
+    config = _serve_config(args)
+    if args.serve_command == "smoke":
+        from deepcoder.serve.smoke import serve_smoke
 
-    import httpx
-    from pydantic import SecretStr
+        result = serve_smoke(config, port=args.port, prompt=args.prompt, kind=args.kind, max_steps=args.max_steps,
+                             timeout_s=args.timeout, check_limits=args.check_limits)
+        print(json.dumps(result, indent=2, default=str))
+        return 0 if result["ok"] else 1
     from ray import serve
 
     from deepcoder.cluster import init_ray
-    from deepcoder.log import register_secrets
     from deepcoder.serve.app import build_app
 
-    config = _serve_config(args)
-    smoke = args.serve_command == "smoke"
-    if smoke:  # a throwaway key that exists only for this check
-        key = secrets.token_urlsafe(24)
-        register_secrets([key])
-        config.serve.api_keys = [*config.serve.api_keys, SecretStr(key)]
-    init_ray(config, log_to_driver=not smoke)
+    init_ray(config)
     serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
     url = f"http://{config.serve.host}:{config.serve.port}"
     try:
         serve.run(build_app(config), name="agent", route_prefix="/")
-        if not smoke:
-            console.print(f"agent app on {url} (API docs {url}/docs; model {config.serve.model}). Ctrl-C stops it.")
-            while True:
-                time.sleep(3600)
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise UserError(f"the app was not ready within {args.timeout}s")
-        body = {"prompt": args.prompt, "kind": args.kind, "max_steps": args.max_steps}
-        response = httpx.post(f"{url}/v1/agent/runs", json=body, headers={"Authorization": f"Bearer {key}"},
-                              timeout=args.timeout)
-        run = response.json()
-        summary = {"http_status": response.status_code, "model": run.get("model"), "status": run.get("status"),
-                   "steps": len(run.get("steps", [])), "final_answer": run.get("final_answer"),
-                   "valid_finish": run.get("valid_finish"), "duration_s": run.get("duration_s"),
-                   "error": run.get("error")}
-        print(json.dumps(summary, indent=2))
-        return 0 if response.status_code == 200 and run.get("status") in ("finished", "max_steps") else 1
+        console.print(f"agent app on {url} (API docs {url}/docs; model {config.serve.model}). Ctrl-C stops it.")
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -569,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--kind", default="math", choices=("code", "math", "retrieval", "other"))
             cmd.add_argument("--max-steps", dest="max_steps", type=int, default=2)
             cmd.add_argument("--timeout", type=float, default=600.0, help="seconds for start-up and for the request")
+            cmd.add_argument("--check-limits", dest="check_limits", action="store_true",
+                             help="also check 401 without a key, 422 over max_steps, 429 over a key's limit")
         cmd.set_defaults(func=cmd_serve)
 
     teacher = sub.add_parser("teacher", help="teacher tools")

@@ -1,1 +1,1 @@
-"""Ray Serve applications (the agent app arrives with the serving stage)."""
+"""Ray Serve applications: the agent app (``deepcoder.serve.app``) and the sandbox alone (``sandbox_app``)."""

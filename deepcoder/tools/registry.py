@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -119,19 +119,56 @@ def _tool_error(exc: ToolException) -> str:
     return f"Error: {exc}"
 
 
-def build_tools(config: Config | None = None) -> ToolRegistry:
-    """The three protocol tools, wired to the sandbox and retrieval settings of ``config``."""
+RemoteRun = Callable[[str], Awaitable[ExecResult]]
+RemoteSearch = Callable[[str, "int | None"], Awaitable[list[Any]]]
+
+
+def build_tools(config: Config | None = None, *, run_code: RemoteRun | None = None,
+                search: RemoteSearch | None = None) -> ToolRegistry:
+    """The three protocol tools, wired to the sandbox and retrieval settings of ``config``.
+
+    ``run_code`` / ``search`` replace the in-process sandbox and index with other back ends (the
+    Serve app passes calls to its ToolSandbox and Retriever deployments): ``run_code(code)``
+    returns an ``ExecResult`` or raises ``SandboxInputError``/``SandboxError``; ``search(query, k)``
+    returns passages (``Passage`` or dicts) or raises ``RetrievalError``. Everything else, the
+    tool objects, their descriptions and error handling, stays one implementation.
+    """
     config = config or load_config()
+    if run_code is not None or search is not None:
+        return _tools(config, run_code or _local_run(config), search or _local_search(config), local=False)
+    return _tools(config, _local_run(config), _local_search(config), local=True)
+
+
+def _local_run(config: Config) -> RemoteRun:
     sandbox = get_sandbox(config.sandbox)
+
+    async def run(code: str) -> ExecResult:
+        return await sandbox.arun(code)
+
+    return run
+
+
+def _local_search(config: Config) -> RemoteSearch:
+    async def run(query: str, k: int | None = None) -> list[Any]:
+        from deepcoder.tools.retrieval import get_index
+
+        return await asyncio.to_thread(lambda: get_index(config).search(query, k))
+
+    return run
+
+
+def _tools(config: Config, remote_run: RemoteRun, remote_search: RemoteSearch, *, local: bool) -> ToolRegistry:
+    sandbox = get_sandbox(config.sandbox) if local else None
 
     async def run_code(code: str) -> tuple[str, dict]:
         try:
-            result = await sandbox.arun(code)
+            result = await remote_run(code)
         except (SandboxInputError, SandboxError) as exc:
             raise ToolException(str(exc)) from None
         return format_exec_result(result), result.to_dict()
 
     def run_code_sync(code: str) -> tuple[str, dict]:
+        assert sandbox is not None
         try:
             result = sandbox.run(code)
         except (SandboxInputError, SandboxError) as exc:
@@ -148,20 +185,27 @@ def build_tools(config: Config | None = None) -> ToolRegistry:
         return format_passages(passages), [p.model_dump() for p in passages]
 
     async def asearch(query: str, k: int | None = None) -> tuple[str, list[dict]]:
-        return await asyncio.to_thread(search, query, k)
+        from deepcoder.tools.retrieval import Passage, RetrievalError, format_passages
+
+        try:
+            found = await remote_search(query, k)
+        except RetrievalError as exc:
+            raise ToolException(str(exc)) from None
+        passages = [p if isinstance(p, Passage) else Passage.model_validate(p) for p in found]
+        return format_passages(passages), [p.model_dump() for p in passages]
 
     def finish(answer: str) -> str:
         return answer
 
     python_tool = StructuredTool.from_function(
-        func=run_code_sync, coroutine=run_code, name="python", args_schema=PythonInput,
+        func=run_code_sync if local else None, coroutine=run_code, name="python", args_schema=PythonInput,
         description=("Run Python 3 code in an isolated sandbox (no network, no files kept between calls, "
                      f"{config.sandbox.timeout_s:g}s and {config.sandbox.memory_mb} MB limits). "
                      "Returns stdout and stderr. Use it to test code and to compute."),
         response_format="content_and_artifact", handle_tool_error=_tool_error,
     )
     retrieve_tool = StructuredTool.from_function(
-        func=search, coroutine=asearch, name="retrieve", args_schema=RetrieveInput,
+        func=search if local else None, coroutine=asearch, name="retrieve", args_schema=RetrieveInput,
         description=("Search the Python documentation and the knowledge corpus (BM25). Returns the "
                      f"top passages with their source ids (default k={config.retrieval.default_k})."),
         response_format="content_and_artifact", handle_tool_error=_tool_error,
