@@ -144,7 +144,7 @@ class EvalConfig(_Section):
     num_samples: int = Field(10, ge=1)
     temperature: float = Field(0.8, ge=0.0)
     timeout_s: float = Field(10.0, gt=0)
-    workers: int = Field(2, ge=1, description="Parallel sandboxed checks for pass@k.")
+    workers: int = Field(8, ge=1, description="Parallel sandboxed checks for pass@k (the warm pool matches it).")
     max_problems: int | None = Field(None, ge=1, description="First N problems of each benchmark (None = all).")
     max_new_tokens: int = Field(384, ge=1, description="Per benchmark sample and per agent step of a student.")
     agentic_sets: list[str] = Field(default_factory=lambda: ["mbpp", "math", "retrieval"],

@@ -13,8 +13,11 @@ from deepcoder.tools.sandbox import SandboxInputError, run_python
 
 
 def checking_program(task: Task, code: str) -> str:
-    """The program that passes only if ``code`` solves ``task``: setup, code, then the tests."""
-    parts = [task.test_setup, code]
+    """The program that passes only if ``code`` solves ``task``: code, setup, then the tests.
+
+    The setup goes after the code because MBPP's setups (problems 367 and 927) build their test
+    trees from the class the solution defines."""
+    parts = [code, task.test_setup]
     if task.entry_point:  # HumanEval style: the test defines check(candidate)
         parts += task.tests + [f"check({task.entry_point})"]
     else:

@@ -21,6 +21,9 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _ROOT = Path("/sys/fs/cgroup")
+# One parent cgroup per Cgroups (so per Sandbox): two sandboxes in a process (get_sandbox keeps one
+# per config) must not create the same sbx-N names, nor remove the parent from under each other.
+_INSTANCES = itertools.count()
 
 
 def _own_path(controller: str) -> str | None:
@@ -139,7 +142,7 @@ class Cgroups:
         memory_own, pids_own = _own_path("memory"), _own_path("pids")
         if memory_own is None or pids_own is None:
             return None
-        name = f"deepcoder-{os.getpid()}"
+        name = f"deepcoder-{os.getpid()}-{next(_INSTANCES)}"
         memory_parent = _ROOT / "memory" / memory_own.lstrip("/") / name
         pids_parent = _ROOT / "pids" / pids_own.lstrip("/") / name
         try:

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import concurrent.futures
 import itertools
-import json
 import logging
+import marshal
 import math
 import os
 import queue
@@ -114,8 +113,8 @@ class _CappedBuffer:
         return head + tail
 
 
-def _check_inputs(code: object, stdin: object, files: object, max_code_bytes: int) -> dict[str, str]:
-    """Validate inputs and return the files base64-encoded for the payload."""
+def _check_inputs(code: object, stdin: object, files: object, max_code_bytes: int) -> dict[str, bytes]:
+    """Validate inputs and return the files (main.py included) as bytes for the payload."""
     if not isinstance(code, str):
         raise SandboxInputError(f"code must be a string, got {type(code).__name__}")
     if not code.strip():
@@ -132,7 +131,7 @@ def _check_inputs(code: object, stdin: object, files: object, max_code_bytes: in
             raise SandboxInputError(f"stdin is not encodable as UTF-8: {exc}") from None
         if stdin_size > _MAX_STDIN_BYTES:
             raise SandboxInputError(f"stdin is over the limit of {_MAX_STDIN_BYTES} bytes")
-    encoded: dict[str, str] = {}
+    encoded: dict[str, bytes] = {}
     total = 0
     for name, content in (files or {}).items():
         path = PurePosixPath(str(name))
@@ -144,10 +143,10 @@ def _check_inputs(code: object, stdin: object, files: object, max_code_bytes: in
         if not isinstance(data, (bytes, bytearray)):
             raise SandboxInputError(f"file {name!r} must be str or bytes, got {type(content).__name__}")
         total += len(data)
-        encoded[str(path)] = base64.b64encode(data).decode("ascii")
+        encoded[str(path)] = bytes(data)
     if total > _MAX_FILES_BYTES:
         raise SandboxInputError(f"files total {total} bytes, over the limit of {_MAX_FILES_BYTES}")
-    encoded["main.py"] = base64.b64encode(code.encode("utf-8", errors="surrogatepass")).decode("ascii")
+    encoded["main.py"] = code.encode("utf-8", errors="surrogatepass")
     return encoded
 
 
@@ -364,8 +363,10 @@ class Sandbox:
             raise SandboxInputError(f"timeout_s must be in (0, 3600], got {timeout_s}")
         if memory_mb < 32:
             raise SandboxInputError(f"memory_mb must be at least 32, got {memory_mb}")
-        payload = json.dumps({"files": encoded, "stdin": stdin or "",
-                              "limits": self._limits(timeout_s, memory_mb)}).encode("utf-8")
+        # marshal (format 4, readable by any Python 3.4+) rather than JSON + base64: the bootstrap then
+        # imports neither json nor base64 (with re behind them), about 6 ms of CPU per sandbox.
+        payload = marshal.dumps({"files": encoded, "stdin": stdin or "",
+                                 "limits": self._limits(timeout_s, memory_mb)}, 4)
         for attempt in range(3):
             proc = self._take()
             cgroup: SandboxCgroup | None = getattr(proc, "_deepcoder_cgroup", None)
