@@ -273,7 +273,7 @@ def write_pipeline_report(out: Path, results: dict[str, dict], timings: dict[str
     lines = ["# DeepCoder pipeline report", "",
              "Stages and wall time (cached = done by an earlier run):", "",
              "| stage | status | seconds |", "|---|---|---|"]
-    lines += [_row([name, *timings.get(name, ("not run", 0.0))]) for name in STAGES if name != "serve"]
+    lines += [_row([name, *timings.get(name, ("not run", 0.0))]) for name in STAGES[:STAGES.index("report")]]
     lines += ["", "## Data", "",
               f"- Teacher: {gen.get('teacher')}; {gen.get('planned')} episodes planned, "
               f"{gen.get('verified')} verified in this run, {gen.get('lost')} lost.",

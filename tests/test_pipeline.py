@@ -43,6 +43,25 @@ def test_data_stages_are_skipped_when_done_and_redone_when_forced_or_changed(con
     assert _statuses(Pipeline(config, out, skip=DATA_ONLY).run())["dataset"] == "ran"
     assert len((out / "trajectories.jsonl").read_text().splitlines()) == 6  # never duplicated
 
+    # the phase checks on this run: 1 and 2 pass; 3 and 4 fail and say what is missing
+    from deepcoder.verify import run_phase
+
+    for phase in (1, 2):
+        results = run_phase(config, phase, out)
+        assert all(r.status == "pass" for r in results), [(r.name, r.detail) for r in results]
+    assert "6/6 re-verified" in run_phase(config, 1, out)[2].detail
+    training = run_phase(config, 3, out)
+    assert training[0].status == "fail" and "train_summary.json not found" in training[0].detail
+    benchmarks = run_phase(config, 4, out)[0]
+    assert benchmarks.status == "fail" and "evaluate stage did not finish" in benchmarks.detail
+    corrupt = out / "corrupt"
+    corrupt.mkdir()
+    lines = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    for record in lines:
+        record["final_answer"] = "wrong"
+    (corrupt / "trajectories.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert run_phase(config, 1, corrupt)[2].status == "fail"  # wrong answers do not re-verify
+
 
 def test_unknown_stage_is_a_clear_error(config, tmp_path) -> None:
     with pytest.raises(PipelineError, match="unknown stage.*trian"):

@@ -240,7 +240,9 @@ class Sandbox:
 
     def _spawn_loop(self) -> None:
         while (future := self._spawn_requests.get()) is not None:
-            if future.set_running_or_notify_cancel():
+            if self._closed:  # requests queued before close(): nothing to start them for
+                future.cancel()
+            elif future.set_running_or_notify_cancel():
                 try:
                     future.set_result(self._spawn_here())
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
@@ -253,6 +255,8 @@ class Sandbox:
         while True:
             try:
                 return future.result(timeout=1.0)
+            except concurrent.futures.CancelledError:
+                raise SandboxError("sandbox is closed") from None
             except concurrent.futures.TimeoutError:
                 if not self._spawner.is_alive():
                     raise SandboxError("sandbox is closed") from None
@@ -310,7 +314,9 @@ class Sandbox:
     def _add_warm(self, future: concurrent.futures.Future) -> None:
         with self._lock:
             self._refilling -= 1
-            if future.cancelled() or future.exception() is not None:
+            if future.cancelled():
+                return
+            if future.exception() is not None:
                 logger.warning("could not start a warm sandbox: %s", future.exception())
                 return
             proc = future.result()[0]
@@ -393,7 +399,7 @@ class Sandbox:
     def _confine(self, proc: subprocess.Popen[bytes]) -> SandboxCgroup | None:
         """Put a new sandbox in its own memory + pids cgroup (when this host allows it), before it
         has started anything, so every process it will ever have is born inside."""
-        if self._cgroups is None:
+        if self._cgroups is None or self._closed:  # closed: the sandbox is about to be killed
             return None
         cgroup = None
         try:
