@@ -146,6 +146,7 @@ def main() -> int:
 
     from deepcoder.config import load_config
     from deepcoder.serve.app import build_app
+    from deepcoder.serve.smoke import wait_ready
     from deepcoder.serve.testing import ScriptedModel
 
     config = load_config("demo", env={}, overrides={"serve": {
@@ -159,13 +160,8 @@ def main() -> int:
     serve.run(build_app(config, models={"scripted": ScriptedModel.bind(delay_s=args.model_delay)},
                         actor_options=small), name="agent", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    if not wait_ready(url, 120):
+        raise SystemExit("the app did not become ready within 120 s")
     try:
         asyncio.run(load(url, 4, 16))  # warm-up: connections, replicas, sandbox pool
         rows = [asyncio.run(load(url, c, args.requests)) for c in args.concurrency]

@@ -16,6 +16,7 @@ import pytest
 
 from deepcoder.config import load_config
 from deepcoder.serve.auth import key_id
+from deepcoder.serve.smoke import wait_ready
 
 KEY, OTHER, LIMITED = "test-key-0123456789", "other-key-0123456789", "limited-key-0123456789"
 H = {"Authorization": f"Bearer {KEY}"}
@@ -69,14 +70,7 @@ def base_url(ray_cluster, tiny_model, cache_dir, tmp_path_factory):
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(config, models=models, actor_options=small), name="agent", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    assert wait_ready(url, 120), "the app did not become ready"
     yield url
     serve.shutdown()
 

@@ -23,6 +23,21 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(url: str, timeout_s: float, poll_s: float = 0.5) -> bool:
+    """Poll ``GET /readyz`` until the app answers 200 (True) or ``timeout_s`` passes (False)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll_s)
+    return False
+
+
 def serve_smoke(config: Config, *, model: str | None = None, port: int | None = None,
                 prompt: str = "What is 2**10? Use the python tool.", kind: str = "math", max_steps: int = 2,
                 timeout_s: float = 600.0, check_limits: bool = False) -> dict[str, Any]:
@@ -58,17 +73,9 @@ def serve_smoke(config: Config, *, model: str | None = None, port: int | None = 
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(build_app(config, actor_options=SMOKE_OPTIONS), name="agent", route_prefix="/")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                result["detail"] = f"the app was not ready within {timeout_s:g}s"
-                return result
-            time.sleep(1)
+        if not wait_ready(url, timeout_s):
+            result["detail"] = f"the app was not ready within {timeout_s:g}s"
+            return result
         auth = {"Authorization": f"Bearer {key}"}
         t0 = time.monotonic()
         response = httpx.post(f"{url}/v1/agent/runs", headers=auth, timeout=timeout_s,
