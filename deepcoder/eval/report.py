@@ -63,7 +63,7 @@ def _plots(out: Path, summaries: dict[str, dict]) -> list[str]:
         fig.savefig(plots / "pass_at_k.png", dpi=120)
         plt.close(fig)
         made.append("plots/pass_at_k.png")
-    metrics = [c for c in AGENTIC_COLUMNS[:6]]
+    metrics = AGENTIC_COLUMNS[:6]
     with_agentic = [m for m in names if (summaries[m].get("agentic") or {}).get("in_distribution", {}).get("episodes")]
     if with_agentic:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)

@@ -20,6 +20,7 @@ import logging
 import os
 import platform
 import resource
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -122,7 +123,9 @@ def efficiency(summary: dict, spec: ModelSpec, config: Config) -> dict:
     ev = config.eval
     agentic = (summary.get("agentic") or {})
     overall = _merge_groups(agentic)
-    out = {"latency_s_median": overall.get("latency_s_median"), "tokens_per_s": overall.get("tokens_per_s")}
+    latencies = summary.get("latencies_s") or []
+    out = {"latency_s_median": statistics.median(latencies) if latencies else None,
+           "tokens_per_s": overall.get("tokens_per_s")}
     episodes = overall.get("episodes") or 0
     if episodes:
         if spec.role == "teacher":
@@ -150,7 +153,6 @@ def _merge_groups(agentic: dict) -> dict:
     lat = [(g["latency_s_mean"], g["episodes"]) for g in groups if g.get("latency_s_mean") is not None]
     if lat:
         merged["latency_s_mean"] = sum(v * n for v, n in lat) / sum(n for _, n in lat)
-        merged["latency_s_median"] = groups[0].get("latency_s_median")
         total_s = sum(v * n for v, n in lat)
         merged["tokens_per_s"] = merged["completion_tokens"] / total_s if total_s else None
     return merged
